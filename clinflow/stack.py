@@ -361,7 +361,7 @@ class LocalStack:
             component,
             proc.pid,
             Path(argv[0]).name,
-            port or self._port(component),
+            self._port(component) if component in COMPONENTS else port,
             str(log),
             time.time(),
         )
