@@ -1,0 +1,56 @@
+"""Per-region required-document checklists (``clinflow/data/checklists/<region>.yaml``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clinflow.packets.data_files import DataFileError, list_data, read_yaml
+from clinflow.packets.models import DocumentType
+
+
+class ChecklistItem(BaseModel):
+    """What the checklist asks of one document type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    required: bool = True
+    min_count: int = Field(1, ge=1)
+    signature_required: bool = False
+    min_pages: int = Field(1, ge=1)
+    accepted_versions: list[str] = Field(default_factory=list)
+
+
+class Checklist(BaseModel):
+    """A region's site-activation checklist."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region: str
+    name: str
+    countries: list[str] = Field(default_factory=list)
+    documents: dict[DocumentType, ChecklistItem]
+
+    def item(self, doc_type: DocumentType) -> ChecklistItem | None:
+        return self.documents.get(doc_type)
+
+
+class UnknownRegion(DataFileError):
+    """No checklist file exists for the region."""
+
+
+def available_regions() -> list[str]:
+    """Regions that have a checklist file."""
+    return [n.rsplit(".", 1)[0] for n in list_data("checklists") if n.endswith(".yaml")]
+
+
+@lru_cache(maxsize=16)
+def load_checklist(region: str) -> Checklist:
+    """The checklist of ``region`` (cached); raises :class:`UnknownRegion`."""
+    if region not in available_regions():
+        raise UnknownRegion(f"no checklist for region {region!r}")
+    checklist = Checklist.model_validate(read_yaml("checklists", f"{region}.yaml"))
+    if checklist.region != region:
+        raise DataFileError(f"checklists/{region}.yaml declares region {checklist.region!r}")
+    return checklist

@@ -1,0 +1,230 @@
+"""PDF parsing with pypdf: text per page, metadata, form and signature fields, encryption.
+
+Integrity first: a PDF whose ``%%EOF`` marker is missing from its last 1024 bytes is truncated
+(``PDF_TRUNCATED``); one pypdf cannot open or walk is corrupt (``PDF_CORRUPT``); one that needs
+a user password is ``PDF_ENCRYPTED``. All three raise
+:class:`clinflow.errors.FatalSchemaMismatch`. Pages that draw an image and have (almost) no
+text layer are OCR'd.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from pypdf import PasswordType, PdfReader
+from pypdf.generic import DictionaryObject
+
+from clinflow.packets.dates import find_date
+from clinflow.packets.models import (
+    FileKind,
+    PageText,
+    ParseOptions,
+    ParseResult,
+    SignatureField,
+)
+from clinflow.packets.ocr import ocr_pdf_pages
+from clinflow.packets.rules import fatal
+
+log = logging.getLogger(__name__)
+
+_TAIL_BYTES = 1024
+_VALUE_CAP = 500
+
+
+def _tail(stream: IO[bytes]) -> bytes:
+    stream.seek(0, os.SEEK_END)
+    size = stream.tell()
+    stream.seek(max(0, size - _TAIL_BYTES))
+    tail = stream.read()
+    stream.seek(0)
+    return tail
+
+
+def _text(value: Any) -> str:
+    return str(value)[:_VALUE_CAP]
+
+
+def _resolve(value: Any) -> Any:
+    return value.get_object() if hasattr(value, "get_object") else value
+
+
+def _signature_field(name: str, field: dict[str, Any]) -> SignatureField:
+    value = _resolve(field.get("/V"))
+    if not isinstance(value, DictionaryObject):
+        return SignatureField(name=name, signed=False)
+    when = value.get("/M")
+    found = find_date(str(when)) if when is not None else None
+    signer = value.get("/Name")
+    return SignatureField(
+        name=name,
+        signed=True,
+        signer=_text(signer) if signer is not None else None,
+        signed_at=found.isoformat() if found else None,
+    )
+
+
+def _fields(reader: PdfReader) -> tuple[dict[str, str], list[SignatureField]]:
+    try:
+        fields = reader.get_fields() or {}
+    except Exception as exc:  # malformed AcroForm: keep the text, drop the fields
+        log.warning("pdf form fields unreadable", extra={"error": type(exc).__name__})
+        return {}, []
+    values: dict[str, str] = {}
+    signatures: list[SignatureField] = []
+    for name, field in fields.items():
+        if field.get("/FT") == "/Sig":
+            signatures.append(_signature_field(str(name), dict(field)))
+        else:
+            raw = field.get("/V")
+            values[str(name)[:_VALUE_CAP]] = "" if raw is None else _text(_resolve(raw))
+    return values, signatures
+
+
+def _metadata(reader: PdfReader) -> dict[str, str]:
+    try:
+        meta: Any = reader.metadata or {}
+    except Exception:
+        return {}
+    return {str(k).lstrip("/"): _text(v) for k, v in meta.items() if v is not None}
+
+
+def _open(stream: IO[bytes], subject: str | None) -> tuple[PdfReader, bool]:
+    if b"%%EOF" not in _tail(stream):
+        raise fatal("PDF_TRUNCATED", subject, problem="no %%EOF marker at the end of the file")
+    try:
+        reader = PdfReader(stream, strict=False)
+    except Exception as exc:
+        raise fatal("PDF_CORRUPT", subject, problem=type(exc).__name__) from exc
+    encrypted = reader.is_encrypted
+    if encrypted:
+        try:
+            result = reader.decrypt("")
+        except Exception as exc:
+            raise fatal("PDF_ENCRYPTED", subject, problem=type(exc).__name__) from exc
+        if result == PasswordType.NOT_DECRYPTED:
+            raise fatal("PDF_ENCRYPTED", subject)
+    return reader, encrypted
+
+
+def _has_image(page: Any) -> bool:
+    """Whether the page draws an image or form XObject (what a scanned page is made of)."""
+    try:
+        xobjects = _resolve(_resolve(page.get("/Resources") or {}).get("/XObject") or {})
+        return any(_resolve(x).get("/Subtype") in ("/Image", "/Form") for x in xobjects.values())
+    except Exception:
+        return True  # unreadable resources: let OCR try
+
+
+def _page_texts(reader: PdfReader, subject: str | None) -> tuple[list[str], list[bool]]:
+    try:
+        pages = list(reader.pages)
+    except Exception as exc:
+        raise fatal("PDF_CORRUPT", subject, problem=type(exc).__name__) from exc
+    texts: list[str] = []
+    images: list[bool] = []
+    for page in pages:
+        try:
+            texts.append(page.extract_text() or "")
+        except Exception as exc:  # one unreadable content stream: treat as no text layer
+            log.warning("pdf page text unreadable", extra={"error": type(exc).__name__})
+            texts.append("")
+        images.append(_has_image(page))
+    return texts, images
+
+
+def parse_pdf(
+    source: Path | bytes,
+    *,
+    sha256: str,
+    size: int,
+    options: ParseOptions,
+    subject: str | None = None,
+) -> ParseResult:
+    """Parse a PDF from a path or bytes. Deterministic for the same bytes and options.
+
+    Raises FatalSchemaMismatch (PDF_TRUNCATED, PDF_CORRUPT, PDF_ENCRYPTED) or
+    RecoverableTimeout (OCR_UNAVAILABLE) when pages need OCR and tesseract is missing.
+    """
+    import io
+
+    stream: IO[bytes] = source.open("rb") if isinstance(source, Path) else io.BytesIO(source)
+    try:
+        reader, encrypted = _open(stream, subject)
+        texts, images = _page_texts(reader, subject)
+        form_fields, signatures = _fields(reader)
+        metadata = _metadata(reader)
+    finally:
+        stream.close()
+
+    needs_ocr = [
+        i
+        for i, t in enumerate(texts)
+        if images[i] and len("".join(t.split())) < options.ocr_min_chars
+    ]
+    ocr_conf: dict[int, float | None] = {}
+    if needs_ocr and options.ocr_enabled:
+        ocr_conf = _run_ocr(source, needs_ocr, texts, options)
+
+    pages: list[PageText] = []
+    budget = options.max_total_chars
+    truncated = False
+    for i, text in enumerate(texts):
+        keep = text[: min(options.max_page_chars, max(budget, 0))]
+        truncated = truncated or len(keep) < len(text)
+        budget -= len(keep)
+        pages.append(
+            PageText(
+                index=i,
+                text=keep,
+                chars=len(text),
+                ocr=i in ocr_conf,
+                ocr_confidence=ocr_conf.get(i),
+            )
+        )
+    confs = [c for c in ocr_conf.values() if c is not None]
+    return ParseResult(
+        kind=FileKind.PDF,
+        sha256=sha256,
+        size=size,
+        page_count=len(texts),
+        pages=pages,
+        metadata=metadata,
+        form_fields=form_fields,
+        signature_fields=signatures,
+        encrypted=encrypted,
+        ocr_pages=sorted(ocr_conf),
+        ocr_mean_confidence=round(sum(confs) / len(confs), 1) if confs else None,
+        text_truncated=truncated,
+    )
+
+
+def _run_ocr(
+    source: Path | bytes, pages: list[int], texts: list[str], options: ParseOptions
+) -> dict[int, float | None]:
+    """OCR ``pages`` in place into ``texts``; returns page index -> mean confidence."""
+    tmp: Path | None = None
+    if isinstance(source, Path):
+        path = source
+    else:
+        fd, name = tempfile.mkstemp(suffix=".pdf")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(source)
+        tmp = path = Path(name)
+    try:
+        results = ocr_pdf_pages(
+            path,
+            pages,
+            dpi=options.ocr_dpi,
+            language=options.ocr_language,
+            max_workers=options.ocr_max_workers,
+        )
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    for page in results:
+        texts[page.index] = page.text
+    return {page.index: page.confidence for page in results}
