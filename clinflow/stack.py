@@ -648,33 +648,16 @@ class LocalStack:
     # ------------------------------------------------------------------ bootstrap
     async def _bootstrap(self, deadline: float) -> None:
         from clinflow.db import apply_migrations
+        from clinflow.object_store import ObjectStore
 
-        await self._ensure_buckets()
+        keyring = Keyring.load_or_create(self.settings.keyring_path)
+        async with ObjectStore(self.settings, keyring) as store:
+            await store.ensure_buckets()
         if self.settings.uses_local_postgres:
             await self._ensure_local_database(deadline)
         applied = await apply_migrations(self.settings.admin_dsn())
         if applied:
             self._echo(f"postgres: applied migrations {', '.join(applied)}")
-
-    async def _ensure_buckets(self) -> None:
-        from aiobotocore.session import get_session
-        from botocore.exceptions import ClientError
-
-        s = self.settings
-        async with get_session().create_client(
-            "s3",
-            endpoint_url=s.s3_endpoint_url,
-            region_name=s.s3_region,
-            aws_access_key_id=s.s3_access_key,
-            aws_secret_access_key=s.s3_secret_key.get_secret_value(),
-        ) as client:
-            for bucket in s.all_buckets:
-                try:
-                    await client.create_bucket(Bucket=bucket)
-                except ClientError as exc:
-                    code = exc.response.get("Error", {}).get("Code", "")
-                    if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                        raise
 
     async def _ensure_local_database(self, deadline: float) -> None:
         s = self.settings

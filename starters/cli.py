@@ -179,7 +179,7 @@ def keys_rotate(
         raise fail(f"unknown purpose {purpose!r}; choose one of {', '.join(PURPOSES)}")
     settings = get_settings()
     ring = Keyring.load_or_create(settings.keyring_path)
-    kid = ring.rotate(purpose)  # type: ignore[arg-type]
+    kid = ring.rotate(purpose)
     ring.save(settings.keyring_path)
     console.print(f"{purpose}: new active key {kid}; restart workers to pick it up")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -17,7 +18,7 @@ from activities.deps import Deps
 from clinflow.keyring import Keyring
 from clinflow.settings import Settings
 from clinflow.stack import find_binary
-from workers.codec import EncryptionCodec
+from workers.codec import EncryptionCodec, PayloadDecryptionError
 from workers.main import build_workers
 from workflows.intake import IntakeInput, IntakeWorkflow
 
@@ -94,7 +95,8 @@ async def test_history_payloads_are_ciphertext_without_the_key(
     )
 
     # 1. The raw history as the temporal CLI shows it: no plaintext, encrypted encoding.
-    shown = subprocess.run(
+    shown = await asyncio.to_thread(
+        subprocess.run,
         [
             str(find_binary("temporal")),
             "workflow",
@@ -123,7 +125,7 @@ async def test_history_payloads_are_ciphertext_without_the_key(
     first = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
     assert first.metadata["encoding"] == b"binary/encrypted"
     assert MARKER.encode() not in first.data
-    with pytest.raises(Exception):
+    with pytest.raises(PayloadDecryptionError):
         await EncryptionCodec(Keyring.generate()).decode([first])
     (opened,) = await EncryptionCodec(keyring).decode([first])
     assert isinstance(opened, Payload)

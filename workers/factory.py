@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -18,17 +19,26 @@ from clinflow.settings import Settings
 log = structlog.get_logger(__name__)
 
 
+@dataclass
+class QueuePlan:
+    """What one task queue serves and with which limits (see ``build_worker``)."""
+
+    workflows: Sequence[type] = ()
+    activities: Sequence[Callable[..., Any]] = ()
+    activity_executor: Executor | None = None
+    max_concurrent_activities: int | None = None
+    max_activities_per_second: float | None = None
+    max_task_queue_activities_per_second: float | None = None
+
+
 def build_worker(
     client: Client,
     settings: Settings,
     *,
     task_queue: str,
+    plan: QueuePlan | None = None,
     workflows: Sequence[type] = (),
     activities: Sequence[Callable[..., Any]] = (),
-    activity_executor: Executor | None = None,
-    max_concurrent_activities: int | None = None,
-    max_activities_per_second: float | None = None,
-    max_task_queue_activities_per_second: float | None = None,
 ) -> Worker:
     """A worker for one task queue with the project's limits and shutdown policy.
 
@@ -36,17 +46,18 @@ def build_worker(
     ``max_task_queue_activities_per_second`` caps the whole task queue across all
     workers (enforced by the server).
     """
+    plan = plan or QueuePlan(workflows=workflows, activities=activities)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=list(workflows),
-        activities=list(activities),
-        activity_executor=activity_executor,
-        max_concurrent_activities=max_concurrent_activities
+        workflows=list(plan.workflows),
+        activities=list(plan.activities),
+        activity_executor=plan.activity_executor,
+        max_concurrent_activities=plan.max_concurrent_activities
         or settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-        max_activities_per_second=max_activities_per_second,
-        max_task_queue_activities_per_second=max_task_queue_activities_per_second,
+        max_activities_per_second=plan.max_activities_per_second,
+        max_task_queue_activities_per_second=plan.max_task_queue_activities_per_second,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
     )
 

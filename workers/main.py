@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import Sequence
 
 import structlog
-from clinflow.log_config import configure_logging
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -18,30 +17,36 @@ from activities.deps import Deps
 from activities.intake import IntakeActivities
 from clinflow.db import apply_migrations
 from clinflow.keyring import Keyring
+from clinflow.log_config import configure_logging
 from clinflow.settings import Settings, get_settings
 from workers.client import connect_client
-from workers.factory import build_worker, run_until_signalled
+from workers.factory import QueuePlan, build_worker, run_until_signalled
 from workflows.intake import IntakeWorkflow
 
 log = structlog.get_logger(__name__)
+
+
+def worker_plan(settings: Settings, deps: Deps) -> dict[str, QueuePlan]:
+    """Every task queue this code base serves, with its workflows, activities and limits."""
+    intake = IntakeActivities(deps)
+    return {
+        settings.task_queue: QueuePlan(
+            workflows=[IntakeWorkflow],
+            activities=[intake.store_file, intake.verify_object, intake.append_audit],
+        ),
+    }
 
 
 def build_workers(
     client: Client, settings: Settings, deps: Deps, queues: Sequence[str] | None = None
 ) -> list[Worker]:
     """One Worker per task queue this process serves."""
-    intake = IntakeActivities(deps)
-    plan = {
-        settings.task_queue: dict(
-            workflows=[IntakeWorkflow],
-            activities=[intake.store_file, intake.verify_object, intake.append_audit],
-        ),
-    }
+    plan = worker_plan(settings, deps)
     selected = list(queues) if queues else list(plan)
     unknown = [q for q in selected if q not in plan]
     if unknown:
         raise SystemExit(f"unknown task queue(s) {unknown}; known: {sorted(plan)}")
-    return [build_worker(client, settings, task_queue=q, **plan[q]) for q in selected]
+    return [build_worker(client, settings, task_queue=q, plan=plan[q]) for q in selected]
 
 
 async def serve(settings: Settings | None = None, queues: Sequence[str] | None = None) -> None:
