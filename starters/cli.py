@@ -268,6 +268,12 @@ async def _run_intake(settings: Settings, path: Path, wait_seconds: float) -> tu
     return result, wf_id
 
 
+# --------------------------------------------------------------------------- capability CLIs
+# Each capability module adds its commands to the root app here (one line each).
+# >>> capability commands
+# <<< capability commands
+
+
 def main() -> None:
     app()
 

@@ -29,12 +29,16 @@ log = structlog.get_logger(__name__)
 def worker_plan(settings: Settings, deps: Deps) -> dict[str, QueuePlan]:
     """Every task queue this code base serves, with its workflows, activities and limits."""
     intake = IntakeActivities(deps)
-    return {
+    plan: dict[str, QueuePlan] = {
         settings.task_queue: QueuePlan(
             workflows=[IntakeWorkflow],
             activities=[intake.store_file, intake.verify_object, intake.append_audit],
         ),
     }
+    # Each capability adds its task queues here (one line each).
+    # >>> capability plans
+    # <<< capability plans
+    return plan
 
 
 def build_workers(
