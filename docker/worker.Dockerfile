@@ -27,7 +27,6 @@ COPY workers ./workers
 COPY starters ./starters
 RUN pip install . && cd / && rm -rf /opt/clinflow/src
 
-COPY docker/ensure_buckets.py /opt/clinflow/ensure_buckets.py
 
 WORKDIR /var/lib/clinflow
 USER clinflow

@@ -30,11 +30,13 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="The local stack of real servers.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+storage_app = typer.Typer(help="Object storage.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit chain.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key material.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demonstrations on the local stack.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
+app.add_typer(storage_app, name="storage")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(demo_app, name="demo")
@@ -143,6 +145,19 @@ def db_migrate() -> None:
 
     applied = asyncio.run(apply_migrations(get_settings().admin_dsn()))
     console.print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+
+
+@storage_app.command("init")
+def storage_init() -> None:
+    """Create the project's buckets (idempotent)."""
+    from clinflow.object_store import ObjectStore
+
+    async def ensure(settings: Settings) -> list[str]:
+        async with ObjectStore(settings, Keyring.load(settings)) as store:
+            return await store.ensure_buckets()
+
+    created = asyncio.run(ensure(get_settings()))
+    console.print("created: " + (", ".join(created) if created else "nothing (all present)"))
 
 
 @audit_app.command("verify")
