@@ -25,6 +25,7 @@ async def test_sigterm_drains_in_flight_activity(
 ) -> None:
     queue = f"drain-{uuid.uuid4()}"
     marker = tmp_path / "marker"
+
     def start_worker() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "tests.drain_worker_app", queue],
