@@ -1,7 +1,8 @@
 """Key material by purpose, with key ids for rotation.
 
 A keyring holds, per purpose (payload codec, object-store key-encryption key,
-audit-chain HMAC, log tokenisation), a set of 256-bit keys and the id of the
+audit-chain HMAC, log tokenisation, access-token signing, system signatures),
+a set of 256-bit keys and the id of the
 active one. New material is always produced with the active key; every key in
 the set still opens what it produced, which is what makes rotation safe.
 
@@ -23,8 +24,8 @@ from typing import Literal
 
 from clinflow.settings import Settings
 
-Purpose = Literal["payload", "object", "audit", "token"]
-PURPOSES: tuple[Purpose, ...] = ("payload", "object", "audit", "token")
+Purpose = Literal["payload", "object", "audit", "token", "auth", "signing"]
+PURPOSES: tuple[Purpose, ...] = ("payload", "object", "audit", "token", "auth", "signing")
 KEY_BYTES = 32
 
 
@@ -86,12 +87,30 @@ class Keyring:
 
     @classmethod
     def load_or_create(cls, path: Path) -> Keyring:
-        """Read the keyring file, creating it (mode 0600) when absent."""
+        """Read the keyring file, creating it (mode 0600) when absent.
+
+        A file written before a purpose existed gets that purpose generated and
+        the file saved again; existing keys are never changed.
+        """
         if path.exists():
-            return cls.from_json(path.read_text())
+            ring = cls.from_json(path.read_text())
+            if ring.add_missing_purposes():
+                ring.save(path)
+            return ring
         ring = cls.generate()
         ring.save(path)
         return ring
+
+    def missing_purposes(self) -> list[Purpose]:
+        """Purposes this keyring has no keys for (an older keyring file)."""
+        return [p for p in PURPOSES if p not in self.sets]
+
+    def add_missing_purposes(self) -> list[Purpose]:
+        """Generate a key for every purpose the keyring lacks; returns the purposes added."""
+        added = self.missing_purposes()
+        for purpose in added:
+            self.rotate(purpose)
+        return added
 
     def to_json(self) -> str:
         return json.dumps(
@@ -119,7 +138,11 @@ class Keyring:
         try:
             return self.sets[purpose]
         except KeyError:
-            raise KeyringError(f"keyring has no keys for purpose {purpose!r}") from None
+            raise KeyringError(
+                f"keyring has no keys for purpose {purpose!r} (written before that purpose "
+                f"existed?): run 'clinflow keys rotate {purpose}' or 'clinflow stack up' to add "
+                "it to the keyring file, or add it to CLINFLOW_KEYRING_JSON"
+            ) from None
 
     def active(self, purpose: Purpose) -> tuple[str, bytes]:
         """(key id, key) used to produce new material for ``purpose``."""

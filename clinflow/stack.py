@@ -44,6 +44,8 @@ from clinflow.settings import (
 )
 
 COMPONENTS = ("temporal", "s3", "postgres")
+#: Started after the servers when ``settings.stack_manage_codec_server`` (stopped first).
+CODEC_COMPONENT = "codec"
 
 #: Custom search attributes registered in the project's namespace (all Keyword).
 SEARCH_ATTRIBUTES: dict[str, str] = {
@@ -256,6 +258,7 @@ class LocalStack:
         self._wait_temporal(deadline)
         self._wait_s3(deadline)
         asyncio.run(self._bootstrap(deadline))
+        self._ensure_codec_server(deadline)
         return self.status()
 
     def down(self) -> list[str]:
@@ -296,6 +299,8 @@ class LocalStack:
                 out.append(
                     ComponentStatus(component, "stale", rec.pid, port, rec.log, "process gone")
                 )
+        if self.settings.stack_manage_codec_server:
+            out.append(self._codec_status(state.get(CODEC_COMPONENT)))
         return out
 
     def running(self, component: str) -> ProcessRecord | None:
@@ -412,8 +417,8 @@ class LocalStack:
         ]
         for name, kind in SEARCH_ATTRIBUTES.items():
             argv += ["--search-attribute", f"{name}={kind}"]
-        if s.temporal_ui_codec_endpoint:
-            argv += ["--ui-codec-endpoint", s.temporal_ui_codec_endpoint]
+        if s.temporal_ui_codec_endpoint or s.stack_manage_codec_server:
+            argv += ["--ui-codec-endpoint", s.codec_endpoint]
         self.spawn("temporal", argv, data)
 
     def _temporal_cli(self, *args: str, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:
@@ -452,6 +457,48 @@ class LocalStack:
             raise StackError(
                 f"{component} exited during start-up; see its log: {log}\n{_tail(log)}"
             )
+
+    # ------------------------------------------------------------------ codec server
+    def _codec_status(self, rec: ProcessRecord | None) -> ComponentStatus:
+        port = self.settings.codec_server_port
+        log = str(self.logs / f"{CODEC_COMPONENT}.log")
+        if rec is not None and _pid_runs(rec.pid, rec.binary):
+            state = "running" if port_in_use(port) else "starting"
+            return ComponentStatus(CODEC_COMPONENT, state, rec.pid, port, rec.log)
+        if port_in_use(port):
+            detail = "port held by a process this stack did not start"
+            return ComponentStatus(CODEC_COMPONENT, "unavailable", None, port, log, detail)
+        return ComponentStatus(CODEC_COMPONENT, "stopped", None, port, log)
+
+    def _ensure_codec_server(self, deadline: float) -> None:
+        """Start the codec server for the Temporal UI (after Temporal and the database).
+
+        Idempotent. A port held by another process is reported, not fatal: the
+        stack works without it, the UI then shows ciphertext.
+        """
+        s = self.settings
+        if not s.stack_manage_codec_server:
+            return
+        rec = self.running(CODEC_COMPONENT)
+        if rec is not None:
+            self._echo(f"{CODEC_COMPONENT}: already running (pid {rec.pid}, port {rec.port})")
+            return
+        if port_in_use(s.codec_server_port, s.codec_server_host):
+            self._echo(
+                f"{CODEC_COMPONENT}: port {s.codec_server_port} is held by another process; "
+                "not started (set CLINFLOW_CODEC_SERVER_PORT to use another port)"
+            )
+            return
+        self._echo(f"{CODEC_COMPONENT}: starting on {s.codec_server_host}:{s.codec_server_port}")
+        argv = [sys.executable, "-m", "workers.codec_server"]
+        env = {**os.environ, **s.to_env()}
+        self.spawn(CODEC_COMPONENT, argv, self.home, env=env, port=s.codec_server_port)
+        log = self.log_path(CODEC_COMPONENT)
+        while not port_in_use(s.codec_server_port, s.codec_server_host):
+            self._check_alive(CODEC_COMPONENT, log)
+            if time.monotonic() > deadline:
+                raise StackError(f"codec server did not become ready in time; see its log: {log}")
+            time.sleep(0.2)
 
     # ------------------------------------------------------------------ seaweedfs
     def _start_s3(self) -> None:

@@ -19,7 +19,7 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 def stack_settings(home: Path) -> Settings:
     """Settings for a throw-away stack under ``home`` on free ports."""
-    base = free_port_block(4, 30000, 40000)
+    base = free_port_block(5, 30000, 40000)
     weed = free_port_block(WEED_PORT_SPAN, 40000, 50000)
     return Settings(
         home=home,
@@ -27,6 +27,7 @@ def stack_settings(home: Path) -> Settings:
         temporal_ui_port=base + 1,
         s3_endpoint_url=f"http://127.0.0.1:{base + 2}",
         pg_port=base + 3,
+        codec_server_port=base + 4,
         stack_weed_base_port=weed,
         s3_part_size=5 * 1024 * 1024,
     )

@@ -20,7 +20,12 @@ def test_status_reports_running_components(stack: Settings) -> None:
     result = runner.invoke(app, ["stack", "status", "--json"])
     assert result.exit_code == 0, result.output
     states = {row["component"]: row["state"] for row in json.loads(result.output)}
-    assert states == {"temporal": "running", "s3": "running", "postgres": "running"}
+    assert states == {
+        "temporal": "running",
+        "s3": "running",
+        "postgres": "running",
+        "codec": "running",
+    }
 
 
 def test_storage_init_and_migrate_are_idempotent(stack: Settings) -> None:

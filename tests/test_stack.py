@@ -52,12 +52,12 @@ def _temporal(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
 
 def test_up_is_idempotent_and_down_stops_exactly_its_processes(own_stack: LocalStack) -> None:
     first = {s.component: s.pid for s in own_stack.up()}
-    assert set(first) == {"temporal", "s3", "postgres"}
+    assert set(first) == {"temporal", "s3", "postgres", "codec"}
     assert all(s.state == "running" for s in own_stack.status())
     again = {s.component: s.pid for s in own_stack.up()}
     assert again == first, "a running stack is reused, not restarted"
     stopped = own_stack.down()
-    assert sorted(stopped) == ["postgres", "s3", "temporal"]
+    assert sorted(stopped) == ["codec", "postgres", "s3", "temporal"]
     for pid in first.values():
         assert pid is not None
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
