@@ -8,6 +8,7 @@ import asyncpg
 
 from clinflow.audit_chain import AuditChain
 from clinflow.db import create_pool
+from clinflow.key_escrow import KeyEscrow
 from clinflow.keyring import Keyring
 from clinflow.object_store import ObjectStore
 from clinflow.settings import Settings
@@ -24,9 +25,11 @@ class Deps:
     @classmethod
     async def open(cls, settings: Settings, keyring: Keyring | None = None) -> Deps:
         keyring = keyring or Keyring.load(settings)
-        store = ObjectStore(settings, keyring)
-        await store.__aenter__()
         pool = await create_pool(settings)
+        # With escrow, data keys live in PostgreSQL, so retention can crypto-shred them.
+        escrow = KeyEscrow(pool, keyring) if settings.retention_key_escrow else None
+        store = ObjectStore(settings, keyring, escrow=escrow)
+        await store.__aenter__()
         return cls(settings, keyring, store, pool, AuditChain(pool, keyring))
 
     async def close(self) -> None:

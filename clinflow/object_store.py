@@ -10,7 +10,9 @@ and can verify the plaintext SHA-256 at the end.
 User metadata on every object written here (``x-amz-meta-*``):
 ``clinflow-sha256``, ``clinflow-size`` (plaintext), ``clinflow-content-type``,
 ``clinflow-encryption`` (``aes-256-gcm-envelope-v1`` or ``none``) and
-``clinflow-kek-id`` (encrypted objects only).
+``clinflow-kek-id`` (encrypted objects only), and ``clinflow-escrow-key-id`` for
+objects whose data key is escrowed (``aes-256-gcm-envelope-v2-escrowed``; see
+``clinflow.key_escrow``: such objects can be crypto-shredded).
 """
 
 from __future__ import annotations
@@ -34,18 +36,22 @@ from clinflow.envelope import (
     DEFAULT_SEGMENT_SIZE,
     EnvelopeDecryptor,
     EnvelopeEncryptor,
+    EnvelopeSegmentReader,
 )
 from clinflow.errors import FatalSchemaMismatch, RecoverableTimeout
+from clinflow.key_escrow import KeyEscrow, new_escrow_id
 from clinflow.keyring import Keyring
 from clinflow.settings import Settings
 
 ENCRYPTION_ENVELOPE: Final = "aes-256-gcm-envelope-v1"
+ENCRYPTION_ESCROWED: Final = "aes-256-gcm-envelope-v2-escrowed"
 ENCRYPTION_NONE: Final = "none"
 META_SHA256: Final = "clinflow-sha256"
 META_SIZE: Final = "clinflow-size"
 META_CONTENT_TYPE: Final = "clinflow-content-type"
 META_ENCRYPTION: Final = "clinflow-encryption"
 META_KEK_ID: Final = "clinflow-kek-id"
+META_ESCROW_ID: Final = "clinflow-escrow-key-id"
 DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
 READ_CHUNK: Final = 1024 * 1024
 SMALL_OBJECT_LIMIT: Final = 64 * 1024 * 1024
@@ -95,6 +101,7 @@ class StoredObject(BaseModel):
     kek_id: str | None
     etag: str
     content_type: str = DEFAULT_CONTENT_TYPE
+    escrow_key_id: str | None = None
 
     @property
     def encrypted(self) -> bool:
@@ -344,10 +351,16 @@ class ObjectStore:
         keyring: Keyring,
         *,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
+        escrow: KeyEscrow | None = None,
     ) -> None:
+        """``escrow``: when given, encrypted uploads escrow their data key (envelope v2,
+        crypto-shreddable) and escrowed objects can be read; without it uploads embed the
+        wrapped key (envelope v1) and reading an escrowed object raises EnvelopeError
+        (``envelope_key_unavailable``)."""
         self._settings = settings
         self._keyring = keyring
         self._segment_size = segment_size
+        self._escrow = escrow
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
 
@@ -437,16 +450,28 @@ class ObjectStore:
         (so a retried upload of the same content is idempotent).
         """
         chunks = _file_chunks(source) if isinstance(source, Path) else source
+        escrow_id = new_escrow_id() if self._escrow is not None and not plain else None
         encryptor = (
-            None if plain else EnvelopeEncryptor(self._keyring, segment_size=self._segment_size)
+            None
+            if plain
+            else EnvelopeEncryptor(
+                self._keyring, segment_size=self._segment_size, escrow_key_id=escrow_id
+            )
         )
         kek_id = encryptor.kek_id if encryptor else None
         meta = {
             META_CONTENT_TYPE: content_type,
-            META_ENCRYPTION: ENCRYPTION_NONE if plain else ENCRYPTION_ENVELOPE,
+            META_ENCRYPTION: ENCRYPTION_NONE
+            if plain
+            else (ENCRYPTION_ESCROWED if escrow_id else ENCRYPTION_ENVELOPE),
         }
         if kek_id is not None:
             meta[META_KEK_ID] = kek_id
+        if escrow_id is not None and encryptor is not None and encryptor.escrow_deposit:
+            # The key is on record before any byte of the object exists.
+            assert self._escrow is not None
+            await self._escrow.deposit(encryptor.escrow_deposit, bucket, key)
+            meta[META_ESCROW_ID] = escrow_id
         writer = _PartWriter(
             self.client,
             bucket,
@@ -478,6 +503,7 @@ class ObjectStore:
             kek_id=kek_id,
             etag=etag,
             content_type=content_type,
+            escrow_key_id=escrow_id,
         )
 
     async def put_bytes(
@@ -516,12 +542,16 @@ class ObjectStore:
         async with _translated("get_object", bucket, key):
             resp = await self.client.get_object(Bucket=bucket, Key=key)
         meta: dict[str, str] = resp.get("Metadata", {})
-        encrypted = meta.get(META_ENCRYPTION) == ENCRYPTION_ENVELOPE
-        decryptor = EnvelopeDecryptor(self._keyring) if encrypted else None
+        encrypted = meta.get(META_ENCRYPTION) in (ENCRYPTION_ENVELOPE, ENCRYPTION_ESCROWED)
+        data_keys: dict[str, bytes] = {}
+        escrow_id = meta.get(META_ESCROW_ID)
+        decryptor = EnvelopeDecryptor(self._keyring, data_keys=data_keys) if encrypted else None
         hasher = hashlib.sha256()
         size = 0
         subject = f"s3://{bucket}/{key}"
         async with resp["Body"] as body:
+            if encrypted and escrow_id is not None and self._escrow is not None:
+                data_keys[escrow_id] = await self._escrow.data_key(escrow_id)
             while True:
                 async with _translated("get_object", bucket, key):
                     raw = await body.read(chunk_size)
@@ -577,6 +607,87 @@ class ObjectStore:
                 )
         return bytes(out)
 
+    async def download_range(
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        end: int | None = None,
+        *,
+        chunk_size: int = READ_CHUNK,
+    ) -> AsyncIterator[bytes]:
+        """Stream the plaintext bytes ``[start, end)`` of ``bucket/key`` with ranged GETs.
+
+        Never reads the whole object: for an envelope-encrypted object only the header and the
+        segments overlapping the range are fetched and each is authenticated before release
+        (EnvelopeError on tampering); objects without clinflow metadata are read as plain bytes.
+        ``end`` None (or past the end) means the end of the object. The whole-object SHA-256 is
+        not checked (callers verify ranges by other means, e.g. signed chunks).
+        """
+        async with _translated("head_object", bucket, key):
+            head = await self.client.head_object(Bucket=bucket, Key=key)
+        meta: dict[str, str] = head.get("Metadata", {})
+        stored = int(head["ContentLength"])
+        if meta.get(META_ENCRYPTION) != ENCRYPTION_ENVELOPE:
+            stop = stored if end is None else min(end, stored)
+            if start < stop:
+                async for chunk in self._ranged(bucket, key, start, stop, chunk_size):
+                    yield chunk
+            return
+        size = int(meta[META_SIZE]) if META_SIZE in meta else None
+        prefix = bytearray()
+        async for chunk in self._ranged(bucket, key, 0, min(stored, 1024), 1024):
+            prefix += chunk
+        reader = EnvelopeSegmentReader.from_prefix(self._keyring, bytes(prefix))
+        if size is None:
+            full, rest = divmod(stored - reader.header_length, reader.sealed_size)
+            size = full * reader.segment_size + max(rest - 16, 0)
+        stop = size if end is None else min(end, size)
+        if start >= stop:
+            return
+        seg = reader.segment_size
+        first, last = start // seg, (stop - 1) // seg
+        final_index = reader.segment_count(size) - 1
+        c_start = reader.segment_offset(first)
+        c_end = min(reader.segment_offset(last + 1), stored)
+        buf = bytearray()
+        index = first
+
+        def release(sealed: bytes | bytearray, i: int) -> bytes:
+            plain = reader.open_segment(i, bytes(sealed), final=i == final_index)
+            lo = max(start - i * seg, 0)
+            hi = min(stop - i * seg, len(plain))
+            return plain[lo:hi]
+
+        async for chunk in self._ranged(bucket, key, c_start, c_end, reader.sealed_size):
+            buf += chunk
+            while len(buf) >= reader.sealed_size and index <= last:
+                out = release(buf[: reader.sealed_size], index)
+                del buf[: reader.sealed_size]
+                index += 1
+                if out:
+                    yield out
+        if buf and index <= last:
+            out = release(buf, index)
+            if out:
+                yield out
+
+    async def _ranged(
+        self, bucket: str, key: str, start: int, stop: int, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        """Raw stored bytes ``[start, stop)`` from one ranged GET."""
+        async with _translated("get_object", bucket, key):
+            resp = await self.client.get_object(
+                Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}"
+            )
+        async with resp["Body"] as body:
+            while True:
+                async with _translated("get_object", bucket, key):
+                    raw = await body.read(chunk_size)
+                if not raw:
+                    break
+                yield raw
+
     # -- metadata and housekeeping ----------------------------------------
 
     async def head(self, bucket: str, key: str) -> StoredObject:
@@ -598,6 +709,7 @@ class ObjectStore:
                 kek_id=meta.get(META_KEK_ID),
                 etag=_etag(resp["ETag"]),
                 content_type=meta.get(META_CONTENT_TYPE, DEFAULT_CONTENT_TYPE),
+                escrow_key_id=meta.get(META_ESCROW_ID),
             )
         except (KeyError, ValueError) as exc:
             raise ObjectIntegrityError(

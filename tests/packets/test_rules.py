@@ -30,6 +30,7 @@ from clinflow.packets import extraction_models as em
 from clinflow.packets.manifest import PacketManifest, ProtocolDeviation
 from clinflow.packets.rules import UnknownRule, make_finding
 from clinflow.packets.sample_docs import docx_document, scanned_pdf, text_pdf
+from tests.pdf_signing_kit import pdf_signature_rule_cases
 
 AS_OF = date(2026, 5, 1)
 SHA = "a" * 64
@@ -310,6 +311,9 @@ def _ocr_without_tesseract() -> set[str]:
         return parse_code(scanned_pdf([["x"]]))
     finally:
         os.environ["PATH"] = saved
+
+
+CASES.update(pdf_signature_rule_cases())
 
 
 def test_every_rule_of_the_table_has_a_case() -> None:
