@@ -35,7 +35,7 @@ async def running_worker(
     queue = f"test-intake-{uuid.uuid4()}"
     settings = stack.model_copy(update={"task_queue": queue})
     deps = await Deps.open(settings, keyring)
-    (worker,) = build_workers(temporal_client, settings, deps)
+    (worker,) = build_workers(temporal_client, settings, deps, [queue])
     async with worker:
         yield queue
     await deps.close()
