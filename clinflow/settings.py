@@ -70,6 +70,160 @@ class Settings(BaseSettings):
     keyring_file: Path | None = Field(None, description="Defaults to <home>/keyring.json.")
     keyring_json: SecretStr | None = None
 
+    # Access control: roles, tokens, the codec server
+    auth_roles: str = Field(
+        "clinical_ops,regulatory_affairs,qa,devops",
+        description="Comma-separated business roles a token may carry.",
+    )
+    auth_issuer: str = Field("clinflow-local", description="Issuer of locally signed tokens.")
+    auth_audience: str = Field("clinflow", description="Audience every accepted token names.")
+    auth_verifier: str = Field(
+        "local", description="local (keyring-signed tokens) | oidc (an issuer's JWTs via JWKS)."
+    )
+    auth_oidc_issuer: str | None = Field(None, description="Expected 'iss' of OIDC tokens.")
+    auth_oidc_jwks_url: str | None = Field(None, description="JWKS URL of the OIDC issuer.")
+    auth_oidc_role_claim: str = Field("clinflow_role", description="Claim naming the role.")
+    auth_oidc_user_claim: str = Field("preferred_username", description="Claim naming the user.")
+    codec_server_port: int = Field(8081, description="Port of the codec server for the UI.")
+    codec_server_host: str = "127.0.0.1"
+    codec_server_allowed_roles: str = Field(
+        "devops,qa,regulatory_affairs",
+        description="Comma-separated roles allowed to decode payloads.",
+    )
+    codec_cors_origins: str = Field(
+        "",
+        description="Comma-separated browser origins allowed to call the codec server; "
+        "empty means the local Temporal UI (http://127.0.0.1:<ui port>, http://localhost:...).",
+    )
+    stack_manage_codec_server: bool = Field(
+        True, description="Start the codec server with the local stack."
+    )
+
+    # Site packets (task queues, deadlines, parsing limits, the external IRB-portal check)
+    packets_queue_prefix: str = Field(
+        "packets", description="Task queues are <prefix>-<region>, -urgent, -external, -batch."
+    )
+    packets_regions: str = Field("us,eu,uk", description="Comma-separated regional queues.")
+    packets_urgent_days: int = Field(
+        14, ge=0, description="Packets activating within this many days use the urgent queue."
+    )
+    packets_review_deadline_seconds: float = Field(
+        72 * 3600.0, gt=0, description="An unanswered COMPLIANCE_BLOCK escalates after this."
+    )
+    packets_gap_deadline_seconds: float = Field(
+        14 * 86400.0, gt=0, description="A packet with gaps completes INCOMPLETE after this."
+    )
+    packets_ocr_max_workers: int = Field(2, ge=1, description="OCR processes per document.")
+    packets_parse_processes: int = Field(
+        2, ge=1, description="Parser processes per worker (documents parsed at once)."
+    )
+    packets_max_parallel: int = Field(20, ge=1, description="Child packets a batch runs at once.")
+    packets_batch_page_size: int = Field(50, ge=1, description="Packets read per batch page.")
+    packets_batch_continue_after: int = Field(
+        500, ge=1, description="Children a batch run starts before it continues as new."
+    )
+    packets_urgent_max_concurrent_activities: int = Field(
+        10, ge=1, description="Activity slots of the urgent queue's own worker."
+    )
+    packets_external_url: str | None = Field(
+        None, description="IRB-portal check endpoint (GET); unset skips the check."
+    )
+    packets_external_timeout_seconds: float = Field(5.0, gt=0)
+    packets_external_rate_per_second: float = Field(
+        5.0, gt=0, description="Task-queue-wide rate limit of the external check."
+    )
+    packets_breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failures that open the external check's breaker."
+    )
+    packets_breaker_cooldown_seconds: float = Field(30.0, gt=0)
+    packets_upload_host: str = "127.0.0.1"
+    packets_upload_port: int = Field(8340, description="Port of `clinflow packets serve-upload`.")
+    packets_watch_interval_seconds: float = Field(2.0, gt=0)
+
+    # Clinical data batches (FHIR bulk NDJSON, HL7 v2)
+    clinical_task_queue: str = Field(
+        "clinflow-clinical", description="Task queue of the clinical batch workflows/activities."
+    )
+    clinical_partition_bytes: int = Field(
+        48 * MiB, ge=1024, description="Target size of one line-aligned partition of a file."
+    )
+    clinical_max_parallel_partitions: int = Field(
+        4, ge=1, description="Partitions of one batch in flight at once (sliding window)."
+    )
+    clinical_partitions_per_run: int = Field(
+        200, ge=1, description="Partitions one workflow run handles before continue-as-new."
+    )
+    clinical_chunk_rows: int = Field(
+        2000, ge=1, description="Records per transform/COPY chunk inside a partition."
+    )
+    clinical_max_line_bytes: int = Field(
+        16 * MiB, ge=1024, description="Longer NDJSON lines are quarantined (LINE_TOO_LONG)."
+    )
+    clinical_heartbeat_timeout_seconds: float = Field(
+        60.0, gt=0, description="Partition activity heartbeat timeout (a dead worker's retry)."
+    )
+    clinical_process_pool_size: int = Field(
+        2, ge=0, description="Processes validating records; 0 validates in a worker thread."
+    )
+    clinical_watermark_policy: str = Field(
+        "discard", pattern="^(discard|keep)$", description="Records older than the watermark."
+    )
+    clinical_lineage_transport: str = Field(
+        "file", pattern="^(file|http|none)$", description="OpenLineage transport."
+    )
+    clinical_lineage_url: str | None = Field(None, description="OpenLineage HTTP endpoint base.")
+    clinical_lineage_file: Path | None = Field(
+        None, description="Event file; defaults to <home>/lineage/openlineage.ndjson."
+    )
+    clinical_reconcile_cron: str = Field(
+        "30 2 * * *", description="Off-peak cron of the quarantine reconciliation schedule."
+    )
+    clinical_reconcile_limit: int = Field(
+        10000, ge=1, description="Quarantined records one reconciliation run retries at most."
+    )
+
+    # Governance: PDF signature trust, the sealed audit archive, retention and purge
+    pdfsig_trust_bundle: Path | None = Field(
+        None,
+        description="PEM file, or directory of *.pem/*.crt files, of approved signing CAs; "
+        "unset means no CA is approved (every PDF signature reports UNTRUSTED).",
+    )
+    pdfsig_max_modification: str = Field(
+        "FORM_FILLING",
+        description="Most permissive change allowed after signing: NONE | LTA_UPDATES | "
+        "FORM_FILLING | ANNOTATIONS.",
+    )
+    archive_bucket: str | None = Field(
+        None, description="Write-once bucket of sealed audit segments (default: audit bucket)."
+    )
+    archive_prefix: str = Field("audit-archive/", description="Key prefix of sealed segments.")
+    archive_retention_days: int = Field(
+        2557, ge=1, description="Object Lock retention of each sealed segment (compliance mode)."
+    )
+    archive_max_segment_entries: int = Field(
+        10000, ge=1, description="Most audit entries in one sealed segment."
+    )
+    archive_seal_interval_minutes: int = Field(
+        60, ge=1, description="How often the schedule seals the audit chain."
+    )
+    archive_task_queue: str = Field(
+        "clinflow-governance", description="Task queue of the seal and retention workflows."
+    )
+    retention_policies_file: Path | None = Field(
+        None, description="Retention policy YAML; defaults to the packaged policies.yaml."
+    )
+    retention_schedule_cron: str = Field(
+        "17 3 * * *", description="When the retention schedule runs (cron, UTC)."
+    )
+    retention_max_purge_per_run: int = Field(
+        1000, ge=1, description="Most objects/rows one retention run purges."
+    )
+    retention_key_escrow: bool = Field(
+        False,
+        description="Escrow object data keys in PostgreSQL (envelope v2) so purge can "
+        "crypto-shred every copy of an object.",
+    )
+
     # Local stack (ignored by compose/production)
     stack_start_timeout: float = 60.0
     stack_weed_base_port: int = Field(
@@ -92,6 +246,33 @@ class Settings(BaseSettings):
         return urlsplit(self.s3_endpoint_url).port or 80
 
     @property
+    def packets_region_list(self) -> tuple[str, ...]:
+        return tuple(r.strip().lower() for r in self.packets_regions.split(",") if r.strip())
+
+    @property
+    def auth_role_list(self) -> tuple[str, ...]:
+        return _split_csv(self.auth_roles)
+
+    @property
+    def codec_allowed_role_list(self) -> tuple[str, ...]:
+        return _split_csv(self.codec_server_allowed_roles)
+
+    @property
+    def codec_cors_origin_list(self) -> tuple[str, ...]:
+        configured = _split_csv(self.codec_cors_origins)
+        if configured:
+            return configured
+        port = self.temporal_ui_port
+        return (f"http://127.0.0.1:{port}", f"http://localhost:{port}")
+
+    @property
+    def codec_endpoint(self) -> str:
+        """The codec server URL the Temporal UI calls (explicit setting or the local port)."""
+        if self.temporal_ui_codec_endpoint:
+            return self.temporal_ui_codec_endpoint
+        return f"http://{self.codec_server_host}:{self.codec_server_port}"
+
+    @property
     def keyring_path(self) -> Path:
         return self.keyring_file or self.home / "keyring.json"
 
@@ -104,6 +285,10 @@ class Settings(BaseSettings):
             self.s3_bucket_dlq,
             self.s3_bucket_audit,
         )
+
+    @property
+    def clinical_lineage_path(self) -> Path:
+        return self.clinical_lineage_file or self.home / "lineage" / "openlineage.ndjson"
 
     @cached_property
     def uses_local_postgres(self) -> bool:
@@ -146,6 +331,10 @@ LOCAL_ADMIN_ROLE = "clinflow_admin"
 LOCAL_ADMIN_PASSWORD = "clinflow-local-admin"
 LOCAL_APP_ROLE = "clinflow_app"
 LOCAL_APP_PASSWORD = "clinflow-local-app"
+
+
+def _split_csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def get_settings() -> Settings:

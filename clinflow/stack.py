@@ -324,6 +324,9 @@ class LocalStack:
             return False
         if component == "postgres":
             self._stop_postgres(rec)
+        elif component == "worker":
+            # Give in-flight activities the worker's own drain time before SIGKILL.
+            self._terminate(rec, self.settings.worker_graceful_shutdown_seconds + 5)
         else:
             self._terminate(rec)
         return True

@@ -121,11 +121,17 @@ def worker(
     detach: Annotated[
         bool, typer.Option(help="Run in the background, recorded in the local stack's state.")
     ] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(help="With --detach: drain and replace a running background worker."),
+    ] = False,
 ) -> None:
     """Run a worker process (until SIGTERM/SIGINT, then drain in-flight activities)."""
     settings = get_settings()
     if detach:
         stack = LocalStack(settings)
+        if restart and stack.stop("worker"):
+            console.print("previous worker drained and stopped")
         rec = stack.running("worker")
         if rec is None:
             argv = [sys.executable, "-m", "workers.main"]
@@ -277,7 +283,7 @@ async def _run_intake(settings: Settings, path: Path, wait_seconds: float) -> tu
     except WorkflowAlreadyStartedError:
         # The same file was taken in before: its workflow id is its idempotency key.
         console.print(f"already processed: {wf_id} (returning the existing result)")
-        handle = client.get_workflow_handle(wf_id)
+        handle = client.get_workflow_handle_for(IntakeWorkflow.run, wf_id)
     result = await asyncio.wait_for(handle.result(), timeout=wait_seconds)
     console.print(f"completed in {time.monotonic() - started:.2f}s")
     return result, wf_id
@@ -286,6 +292,18 @@ async def _run_intake(settings: Settings, path: Path, wait_seconds: float) -> tu
 # --------------------------------------------------------------------------- capability CLIs
 # Each capability module adds its commands to the root app here (one line each).
 # >>> capability commands
+from starters.governance_cli import register as _register_governance  # noqa: E402
+
+_register_governance(app)
+from starters.clinical_cli import register as _register_clinical  # noqa: E402
+
+_register_clinical(app)
+from starters.packets_cli import register as _register_packets  # noqa: E402
+
+_register_packets(app)
+from starters.archive_cli import register as _register_archive  # noqa: E402
+
+_register_archive(app)
 # <<< capability commands
 
 

@@ -20,7 +20,10 @@ from clinflow.keyring import Keyring
 from clinflow.log_config import configure_logging
 from clinflow.settings import Settings, get_settings
 from workers.client import connect_client
+from workers.clinical_plan import clinical_plan
 from workers.factory import QueuePlan, build_worker, run_until_signalled
+from workers.governance_plan import governance_plan
+from workers.packets_plan import packets_plan
 from workflows.intake import IntakeWorkflow
 
 log = structlog.get_logger(__name__)
@@ -37,6 +40,9 @@ def worker_plan(settings: Settings, deps: Deps) -> dict[str, QueuePlan]:
     }
     # Each capability adds its task queues here (one line each).
     # >>> capability plans
+    plan.update(clinical_plan(settings, deps))
+    plan.update(packets_plan(settings, deps))
+    plan.update(governance_plan(settings, deps))
     # <<< capability plans
     return plan
 

@@ -1,0 +1,890 @@
+"""Activities of the site-packet flow: thin adapters from workflow steps to the domain.
+
+Every activity is idempotent and safe to retry: database writes are upserts on the natural
+keys of migration 010, audit entries carry deterministic ids, parse results are stored under
+the document key and reused. Taxonomy errors leave as ``ApplicationError`` typed by category
+(see :mod:`activities.errors`); every failed attempt is also written to ``packet_attempts``
+so a dead-letter entry can show the whole attempt history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import multiprocessing
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import structlog
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.common import SearchAttributeKey
+
+from activities.deps import Deps
+from activities.errors import to_application_error
+from activities.packets_models import (
+    REVIEW_ROLE,
+    TERMINAL_STATUSES,
+    AuditInput,
+    BatchPlan,
+    ClassifyInput,
+    DeadLetterInput,
+    DeadLetterResult,
+    DescribeInput,
+    DocumentStepInput,
+    ExternalCheckInput,
+    ExternalCheckResult,
+    ExtractInput,
+    ExtractResult,
+    FindingsResult,
+    HashVerifyResult,
+    LoadPageInput,
+    LoadPageResult,
+    ObjectRef,
+    PacketChecksInput,
+    PacketSettled,
+    ParseInput,
+    ParseSummary,
+    RegisterPacketInput,
+    ReviewCheckInput,
+    ReviewVerdict,
+    StoreResult,
+    TransitionInput,
+    ValidateInput,
+    ValidateResult,
+)
+from clinflow.audit_chain import AuditEntry, AuditRecord
+from clinflow.auth import AuthError, verify_token
+from clinflow.envelope import EnvelopeError
+from clinflow.errors import (
+    ClinflowError,
+    ErrorCategory,
+    FatalSchemaMismatch,
+    RecoverableTimeout,
+    error_for,
+)
+from clinflow.object_store import ObjectIntegrityError
+from clinflow.packets.checklists import Checklist, UnknownRegion, load_checklist
+from clinflow.packets.circuit_breaker import CircuitBreaker
+from clinflow.packets.classify import classify
+from clinflow.packets.cross_checks import cross_document_checks, duplicate_findings
+from clinflow.packets.extract import extract
+from clinflow.packets.extraction_models import DocumentRecord
+from clinflow.packets.gaps import gap_analysis
+from clinflow.packets.models import (
+    Classification,
+    DocumentType,
+    Finding,
+    GapReport,
+    ParseOptions,
+    ParseResult,
+)
+from clinflow.packets.parse import parse_document
+from clinflow.packets.rules import make_finding
+from clinflow.packets.validate import semantic_checks, structural_checks
+
+log = structlog.get_logger(__name__)
+
+R = TypeVar("R")
+PARSED_PREFIX = "packets/parsed"
+DLQ_PREFIX = "packets/dlq"
+_CACHE_SIZE = 64
+_HEARTBEAT_SECONDS = 5.0
+STATUS_KEY = SearchAttributeKey.for_keyword("ClinflowStatus")
+
+
+class ParseFailure(BaseModel):
+    """A taxonomy error raised in a parser process, carried back as data (picklable)."""
+
+    category: ErrorCategory
+    code: str
+    reason: str
+    subject: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def parse_in_process(path: Path, options: ParseOptions, subject: str) -> ParseResult | ParseFailure:
+    """Parse in a pool process; taxonomy errors come back as :class:`ParseFailure`."""
+    try:
+        return parse_document(path, options=options, subject=subject)
+    except ClinflowError as exc:
+        return ParseFailure(
+            category=exc.category,
+            code=exc.code,
+            reason=exc.reason,
+            subject=exc.subject,
+            details=exc.details,
+        )
+
+
+def _parse_pool(size: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _subject(req: Any) -> str:
+    return str(getattr(req, "document_key", "") or "")
+
+
+def packet_activity(
+    fn: Callable[[PacketActivities, Any], Awaitable[R]],
+) -> Callable[[PacketActivities, Any], Awaitable[R]]:
+    """Record each failed attempt in ``packet_attempts``, then raise it typed by category."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: PacketActivities, req: Any) -> R:
+        try:
+            return await fn(self, req)
+        except ClinflowError as exc:
+            await self._record_attempt(req, str(exc.category), exc.code, exc.reason)
+            raise to_application_error(exc) from exc
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            await self._record_attempt(
+                req, str(ErrorCategory.RECOVERABLE_TIMEOUT), type(exc).__name__, str(exc)[:300]
+            )
+            raise
+
+    return wrapper
+
+
+class PacketActivities:
+    """The packet flow's activities over one worker process's shared resources.
+
+    Holds per-process state that must not live in workflows: a small cache of parse results
+    (backed by the object store), the parse process pool (pypdf is CPU-bound and pdfium is not
+    thread-safe, so documents are parsed in separate processes) and the external check's
+    circuit breaker.
+    """
+
+    def __init__(self, deps: Deps, *, parse_executor: Executor | None = None) -> None:
+        self.deps = deps
+        s = deps.settings
+        self.parse_executor = parse_executor or _parse_pool(s.packets_parse_processes)
+        self.options = ParseOptions(ocr_max_workers=s.packets_ocr_max_workers)
+        self.breaker = CircuitBreaker(
+            "irb-portal",
+            failure_threshold=s.packets_breaker_failures,
+            cool_down=s.packets_breaker_cooldown_seconds,
+        )
+        self._parsed: OrderedDict[str, ParseResult] = OrderedDict()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def bucket(self) -> str:
+        return self.deps.settings.s3_bucket_documents
+
+    async def _record_attempt(self, req: Any, category: str, code: str, reason: str) -> None:
+        if not activity.in_activity():
+            return
+        info = activity.info()
+        try:
+            async with self.deps.pool.acquire() as conn:
+                await conn.execute(
+                    "INSERT INTO packet_attempts (workflow_id, activity, subject, attempt, "
+                    "category, code, reason) VALUES ($1,$2,$3,$4,$5,$6,$7) "
+                    "ON CONFLICT DO NOTHING",
+                    info.workflow_id or "",
+                    info.activity_type,
+                    _subject(req),
+                    info.attempt,
+                    category,
+                    code,
+                    reason[:500],
+                )
+        except Exception as exc:  # the attempt log is best effort; the failure still raises
+            log.warning("packets.attempt_not_recorded", error=type(exc).__name__)
+
+    def _remember(self, key: str, parsed: ParseResult) -> None:
+        self._parsed[key] = parsed
+        self._parsed.move_to_end(key)
+        while len(self._parsed) > _CACHE_SIZE:
+            self._parsed.popitem(last=False)
+
+    async def _load_parsed(self, document_key: str, ref: ObjectRef) -> ParseResult:
+        cached = self._parsed.get(document_key)
+        if cached is not None:
+            return cached
+        data = await self.deps.store.get_bytes(ref.bucket, ref.key)
+        parsed = ParseResult.model_validate_json(data)
+        self._remember(document_key, parsed)
+        return parsed
+
+    @staticmethod
+    def _checklist(region: str) -> Checklist:
+        try:
+            return load_checklist(region)
+        except UnknownRegion as exc:
+            raise FatalSchemaMismatch(
+                "MANIFEST_INVALID", f"no checklist for region {region}", subject=region
+            ) from exc
+
+    async def _in_executor(self, fn: Callable[[], R]) -> R:
+        """Run CPU-heavy ``fn`` off the event loop, heartbeating while it runs."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.parse_executor, fn)
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=_HEARTBEAT_SECONDS)
+            if done:
+                return future.result()
+            activity.heartbeat("working")
+
+    # ------------------------------------------------------------------ packet
+    @activity.defn(name="packets.register")
+    @packet_activity
+    async def register_packet(self, req: RegisterPacketInput) -> bool:
+        """Record the packet (idempotent upsert); mark a replayed DLQ entry; audit receipt.
+
+        Returns True when the packet row was created now.
+        """
+        p = req.packet
+        m = p.manifest
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            created = await conn.fetchval(
+                """INSERT INTO packets (packet_id, site_id, site_number, protocol_number,
+                       protocol_version, region, country, target_activation_date,
+                       correlation_id, status, manifest)
+                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'PROCESSING',$10::jsonb)
+                   ON CONFLICT (packet_id) DO UPDATE SET updated_at = now()
+                   RETURNING (xmax = 0)""",
+                p.packet_id,
+                m.site_id,
+                m.site_number,
+                m.protocol_number,
+                m.protocol_version,
+                m.region,
+                m.country,
+                m.target_activation_date,
+                p.correlation_id,
+                m.model_dump_json(),
+            )
+            if p.replay_of:
+                await conn.execute(
+                    "UPDATE dlq SET replayed_at = now(), replayed_by = $2 "
+                    "WHERE dlq_id = $1::uuid AND replayed_at IS NULL",
+                    p.replay_of,
+                    p.submitted_by,
+                )
+        await self.deps.audit.append(req.entry)
+        return bool(created)
+
+    @activity.defn(name="packets.transition")
+    @packet_activity
+    async def transition(self, req: TransitionInput) -> AuditRecord:
+        """Move the packet row to ``status`` (and ``outcome``), sync its gaps; audit it."""
+        terminal = req.status in TERMINAL_STATUSES
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE packets SET status = $2, outcome = coalesce($3, outcome),
+                       updated_at = now(),
+                       completed_at = CASE WHEN $4 THEN now() ELSE completed_at END
+                   WHERE packet_id = $1""",
+                req.packet_id,
+                str(req.status),
+                req.outcome,
+                terminal,
+            )
+        return await self.deps.audit.append(req.entry)
+
+    @activity.defn(name="packets.audit")
+    @packet_activity
+    async def audit(self, req: AuditInput) -> AuditRecord:
+        """Append one entry to the audit chain (idempotent on entry_id)."""
+        return await self.deps.audit.append(req.entry)
+
+    # ------------------------------------------------------------------ documents
+    @activity.defn(name="packets.hash_verify")
+    @packet_activity
+    async def hash_verify(self, req: DocumentStepInput) -> HashVerifyResult:
+        """Stream the stored object, decrypting, and re-hash it against the upload's hash.
+
+        Different bytes are a HASH_MISMATCH finding (COMPLIANCE_BLOCK). A missing object
+        raises FATAL_SCHEMA_MISMATCH; an unreachable store RECOVERABLE_TIMEOUT.
+        """
+        import hashlib
+
+        ref = req.document.ref
+        digest = hashlib.sha256()
+        size = 0
+        findings: list[Finding] = []
+        head = await self.deps.store.head(ref.bucket, ref.key)
+        try:
+            async for chunk in self.deps.store.download(
+                ref.bucket, ref.key, expected_sha256=ref.sha256
+            ):
+                digest.update(chunk)
+                size += len(chunk)
+                if size % (8 * 1024 * 1024) < len(chunk):
+                    activity.heartbeat(size)
+        except (ObjectIntegrityError, EnvelopeError):
+            findings.append(
+                make_finding(
+                    "HASH_MISMATCH",
+                    req.document.name,
+                    expected=ref.sha256[:16],
+                    found=digest.hexdigest()[:16],
+                )
+            )
+        return HashVerifyResult(
+            sha256=digest.hexdigest(), size=size, encrypted=head.encrypted, findings=findings
+        )
+
+    @activity.defn(name="packets.store")
+    @packet_activity
+    async def store(self, req: DocumentStepInput) -> StoreResult:
+        """Register the stored document under its key (sha256 + site + protocol version).
+
+        Idempotent. A document key already VALIDATED is not processed again: its stored
+        extraction and findings come back with ``reused=True``.
+        """
+        d = req.document
+        async with self.deps.pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO packet_documents (document_key, packet_id, sha256, site_id,
+                       protocol_version, file_name, s3_bucket, s3_key, size_bytes,
+                       declared_type, status)
+                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,'STORED')
+                   ON CONFLICT DO NOTHING""",
+                req.document_key,
+                req.packet_id,
+                d.ref.sha256,
+                req.site_id,
+                req.protocol_version,
+                d.name,
+                d.ref.bucket,
+                d.ref.key,
+                d.ref.size,
+                d.declared_type.value if d.declared_type else None,
+            )
+            row = await conn.fetchrow(
+                "SELECT status, doc_type, page_count, ocr_pages, extraction "
+                "FROM packet_documents WHERE document_key = $1",
+                req.document_key,
+            )
+            if row is None or row["status"] != "VALIDATED" or row["extraction"] is None:
+                return StoreResult(document_key=req.document_key)
+            rows = await conn.fetch(
+                "SELECT code, category, message, details FROM packet_findings "
+                "WHERE document_key = $1 ORDER BY code",
+                req.document_key,
+            )
+        record = DocumentRecord.model_validate(
+            {
+                "name": d.name,
+                "sha256": d.ref.sha256,
+                "doc_type": row["doc_type"] or DocumentType.UNKNOWN,
+                "page_count": row["page_count"] or 0,
+                "extraction": json.loads(row["extraction"]),
+            }
+        )
+        findings = [
+            Finding(
+                code=r["code"],
+                category=ErrorCategory(r["category"]),
+                message=r["message"],
+                document=d.name,
+                details=json.loads(r["details"]),
+            )
+            for r in rows
+        ]
+        return StoreResult(
+            document_key=req.document_key,
+            reused=True,
+            record=record,
+            findings=findings,
+            page_count=row["page_count"] or 0,
+            ocr_pages=list(row["ocr_pages"] or []),
+        )
+
+    @activity.defn(name="packets.parse")
+    @packet_activity
+    async def parse(self, req: ParseInput) -> ParseSummary:
+        """Parse the stored document (PDF text/OCR, DOCX) off the event loop.
+
+        The full result is stored encrypted under the document key (a retry reuses it);
+        the workflow gets a summary. Raises FATAL_SCHEMA_MISMATCH (unreadable, truncated,
+        unsupported) or RECOVERABLE_TIMEOUT (OCR engine unavailable).
+        """
+        parsed_ref = ObjectRef(bucket=self.bucket, key=f"{PARSED_PREFIX}/{req.document_key}.json")
+        parsed: ParseResult | None = self._parsed.get(req.document_key)
+        if parsed is None and await self.deps.store.exists(parsed_ref.bucket, parsed_ref.key):
+            parsed = await self._load_parsed(req.document_key, parsed_ref)
+        if parsed is None:
+            parsed = await self._parse_fresh(req)
+            await self.deps.store.put_bytes(
+                parsed_ref.bucket,
+                parsed_ref.key,
+                parsed.model_dump_json().encode(),
+                content_type="application/json",
+            )
+            self._remember(req.document_key, parsed)
+        async with self.deps.pool.acquire() as conn:
+            await conn.execute(
+                """UPDATE packet_documents SET file_kind = $2, page_count = $3, ocr_pages = $4,
+                       ocr_mean_confidence = $5, status = CASE WHEN status = 'VALIDATED'
+                       THEN status ELSE 'PARSED' END, updated_at = now()
+                   WHERE document_key = $1""",
+                req.document_key,
+                str(parsed.kind),
+                parsed.page_count,
+                parsed.ocr_pages,
+                parsed.ocr_mean_confidence,
+            )
+        return ParseSummary(
+            parsed=parsed_ref,
+            kind=str(parsed.kind),
+            sha256=parsed.sha256,
+            page_count=parsed.page_count,
+            ocr_pages=parsed.ocr_pages,
+            ocr_mean_confidence=parsed.ocr_mean_confidence,
+        )
+
+    async def _parse_fresh(self, req: ParseInput) -> ParseResult:
+        fd, name = await asyncio.to_thread(tempfile.mkstemp, suffix=".doc", prefix="packet-")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                async for chunk in self.deps.store.download(
+                    req.ref.bucket, req.ref.key, expected_sha256=None
+                ):
+                    await asyncio.to_thread(fh.write, chunk)
+            try:
+                outcome = await self._in_executor(
+                    functools.partial(parse_in_process, path, self.options, req.name)
+                )
+            except BrokenProcessPool as exc:
+                self.parse_executor = _parse_pool(self.deps.settings.packets_parse_processes)
+                raise RecoverableTimeout(
+                    "PARSER_CRASHED", "the parser process died; retrying", subject=req.name
+                ) from exc
+            if isinstance(outcome, ParseFailure):
+                raise error_for(
+                    outcome.category,
+                    outcome.code,
+                    outcome.reason,
+                    subject=outcome.subject,
+                    details=outcome.details,
+                )
+            return outcome
+        finally:
+            await asyncio.to_thread(path.unlink, True)
+
+    @activity.defn(name="packets.classify")
+    @packet_activity
+    async def classify(self, req: ClassifyInput) -> Classification:
+        """The document type by the keyword classifier (pure, milliseconds)."""
+        return classify(await self._load_parsed(req.document_key, req.parsed))
+
+    @activity.defn(name="packets.extract")
+    @packet_activity
+    async def extract(self, req: ExtractInput) -> ExtractResult:
+        """The document type's fields, dates normalised to ISO 8601 (pure, milliseconds)."""
+        parsed = await self._load_parsed(req.document_key, req.parsed)
+        return ExtractResult(extraction=extract(parsed, req.doc_type, dayfirst=req.dayfirst))
+
+    @activity.defn(name="packets.validate")
+    @packet_activity
+    async def validate(self, req: ValidateInput) -> ValidateResult:
+        """Structural checks, then semantic rules unless a structural check was fatal.
+
+        Records one ``packet_validations`` row per stage (upsert: a retry or replay updates,
+        never adds), the findings, and the document's extraction and status.
+        """
+        parsed = await self._load_parsed(req.document_key, req.parsed)
+        checklist = self._checklist(req.manifest.region)
+        structural = structural_checks(
+            parsed,
+            req.classification,
+            req.extraction,
+            checklist=checklist,
+            document=req.name,
+            ingestion_sha256=req.ingestion_sha256,
+            declared_type=req.declared_type,
+        )
+        fatal = any(f.category is ErrorCategory.FATAL_SCHEMA_MISMATCH for f in structural)
+        semantic: list[Finding] | None = None
+        if not fatal:
+            semantic = semantic_checks(
+                req.extraction, manifest=req.manifest, document=req.name, as_of=req.as_of
+            )
+        findings = structural + (semantic or [])
+
+        def passed(items: list[Finding]) -> bool:
+            return not any(
+                f.category in (ErrorCategory.FATAL_SCHEMA_MISMATCH, ErrorCategory.COMPLIANCE_BLOCK)
+                for f in items
+            )
+
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            stages: list[tuple[str, list[Finding]]] = [("structural", structural)]
+            if semantic is not None:
+                stages.append(("semantic", semantic))
+            for stage, items in stages:
+                await conn.execute(
+                    """INSERT INTO packet_validations (packet_id, document_key, stage, passed,
+                           finding_count) VALUES ($1,$2,$3,$4,$5)
+                       ON CONFLICT (document_key, stage) DO UPDATE SET passed = excluded.passed,
+                           finding_count = excluded.finding_count, validated_at = now()""",
+                    req.packet_id,
+                    req.document_key,
+                    stage,
+                    passed(items),
+                    len(items),
+                )
+            await self._insert_findings(conn, req.packet_id, req.document_key, findings)
+            await conn.execute(
+                """UPDATE packet_documents SET doc_type = $2, classification_score = $3,
+                       extraction = $4::jsonb, status = $5, updated_at = now()
+                   WHERE document_key = $1""",
+                req.document_key,
+                req.extraction.doc_type.value,
+                req.classification.score,
+                req.extraction.model_dump_json(),
+                "FAILED" if fatal else "VALIDATED",
+            )
+        return ValidateResult(
+            findings=findings,
+            structural_passed=passed(structural),
+            semantic_passed=None if semantic is None else passed(semantic),
+        )
+
+    @staticmethod
+    async def _insert_findings(
+        conn: Any, packet_id: str, document_key: str | None, findings: list[Finding]
+    ) -> None:
+        for f in findings:
+            await conn.execute(
+                """INSERT INTO packet_findings (packet_id, document_key, code, category,
+                       message, details) VALUES ($1,$2,$3,$4,$5,$6::jsonb)
+                   ON CONFLICT DO NOTHING""",
+                packet_id,
+                document_key,
+                f.code,
+                str(f.category),
+                f.message,
+                json.dumps({**f.details, **({"document": f.document} if f.document else {})}),
+            )
+
+    # ------------------------------------------------------------------ packet checks
+    @activity.defn(name="packets.cross_checks")
+    @packet_activity
+    async def cross_checks(self, req: PacketChecksInput) -> FindingsResult:
+        """Duplicates and cross-document rules over the packet's documents; recorded."""
+        hashes = req.hashes or {r.name: r.sha256 for r in req.records}
+        findings = [
+            *duplicate_findings(hashes),
+            *req.extra_findings,
+            *cross_document_checks(
+                req.manifest, [r for r in req.records if r.extraction], as_of=req.as_of
+            ),
+        ]
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            await self._insert_findings(conn, req.packet_id, None, findings)
+        return FindingsResult(findings=findings)
+
+    @activity.defn(name="packets.gaps")
+    @packet_activity
+    async def gaps(self, req: PacketChecksInput) -> GapReport:
+        """The packet against its region's checklist; open gaps recorded, closed ones resolved."""
+        checklist = self._checklist(req.manifest.region)
+        report = gap_analysis(req.manifest, req.records, checklist)
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            keys = [f"{g.code}|{g.doc_type.value}|{g.document or ''}" for g in report.items]
+            await conn.execute(
+                """UPDATE packet_gaps SET resolved_at = now()
+                   WHERE packet_id = $1 AND resolved_at IS NULL
+                     AND NOT (code || '|' || doc_type || '|' || coalesce(document_name, ''))
+                         = ANY($2::text[])""",
+                req.packet_id,
+                keys,
+            )
+            for g in report.items:
+                await conn.execute(
+                    """INSERT INTO packet_gaps (packet_id, code, doc_type, document_name,
+                           expected, found, message) VALUES ($1,$2,$3,$4,$5,$6,$7)
+                       ON CONFLICT DO NOTHING""",
+                    req.packet_id,
+                    g.code,
+                    g.doc_type.value,
+                    g.document,
+                    g.expected,
+                    g.found,
+                    g.message,
+                )
+        return report
+
+    @activity.defn(name="packets.external_check")
+    @packet_activity
+    async def external_check(self, req: ExternalCheckInput) -> ExternalCheckResult:
+        """Ask the configured IRB portal whether the site's approval is on record.
+
+        Skipped when no endpoint is configured. Behind a circuit breaker: connection
+        errors, timeouts and 5xx answers count as failures and raise RECOVERABLE_TIMEOUT;
+        while the breaker is open calls fail fast (CIRCUIT_OPEN). A 404 is a warning
+        finding (not on record), other 2xx answers pass. Rate-limited by its task queue.
+        """
+        s = self.deps.settings
+        if not s.packets_external_url:
+            return ExternalCheckResult(skipped=True)
+        self.breaker.before_call()
+        params = {
+            "site_id": req.site_id,
+            "protocol_number": req.protocol_number,
+            "protocol_version": req.protocol_version,
+        }
+        timeout = aiohttp.ClientTimeout(total=s.packets_external_timeout_seconds)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(s.packets_external_url, params=params) as resp,
+            ):
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.breaker.record_failure()
+            raise RecoverableTimeout(
+                "EXTERNAL_CHECK_UNAVAILABLE",
+                f"the IRB portal check could not be reached ({type(exc).__name__})",
+                subject=req.packet_id,
+            ) from exc
+        if status >= 500 or status == 429:
+            self.breaker.record_failure()
+            raise RecoverableTimeout(
+                "EXTERNAL_CHECK_UNAVAILABLE",
+                f"the IRB portal check answered HTTP {status}",
+                subject=req.packet_id,
+                details={"status": status},
+            )
+        self.breaker.record_success()
+        if status == 404:
+            return ExternalCheckResult(
+                skipped=False,
+                findings=[
+                    Finding(
+                        code="EXTERNAL_IRB_NOT_ON_RECORD",
+                        category=ErrorCategory.WARNING_DEVIATION,
+                        message="The IRB portal has no record of this site's approval",
+                        details={"status": str(status)},
+                    )
+                ],
+            )
+        return ExternalCheckResult(skipped=False)
+
+    # ------------------------------------------------------------------ routing outcomes
+    @activity.defn(name="packets.dead_letter")
+    @packet_activity
+    async def dead_letter(self, req: DeadLetterInput) -> DeadLetterResult:
+        """Open a DLQ entry with full context (packet, document, error, attempt history).
+
+        The document's object is kept where it is; a JSON context file goes to the DLQ
+        bucket. Idempotent: one open entry per packet, document and code.
+        """
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            attempts = [
+                {
+                    "activity": r["activity"],
+                    "attempt": r["attempt"],
+                    "at": r["failed_at"].isoformat(),
+                    "category": r["category"],
+                    "code": r["code"],
+                    "reason": r["reason"],
+                }
+                for r in await conn.fetch(
+                    "SELECT activity, attempt, failed_at, category, code, reason "
+                    "FROM packet_attempts WHERE workflow_id = $1 AND subject = $2 "
+                    "ORDER BY failed_at, attempt",
+                    req.workflow_id,
+                    req.document_key or "",
+                )
+            ]
+            if not attempts:
+                attempts = [{"activity": req.stage, "attempt": 1, "code": req.code}]
+            dlq_id = await conn.fetchval(
+                """INSERT INTO dlq (packet_id, document_key, category, code, reason, attempts,
+                       s3_bucket, s3_key) VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7,$8)
+                   ON CONFLICT (packet_id, coalesce(document_key, ''), code)
+                       WHERE replayed_at IS NULL DO NOTHING
+                   RETURNING dlq_id::text""",
+                req.packet_id,
+                req.document_key,
+                str(req.category),
+                req.code,
+                req.reason,
+                json.dumps(attempts),
+                req.ref.bucket if req.ref else None,
+                req.ref.key if req.ref else None,
+            )
+            created = dlq_id is not None
+            if dlq_id is None:
+                dlq_id = await conn.fetchval(
+                    "SELECT dlq_id::text FROM dlq WHERE packet_id = $1 AND "
+                    "coalesce(document_key, '') = $2 AND code = $3 AND replayed_at IS NULL",
+                    req.packet_id,
+                    req.document_key or "",
+                    req.code,
+                )
+            if req.document_key:
+                await conn.execute(
+                    "UPDATE packet_documents SET status = 'DEAD_LETTERED', updated_at = now() "
+                    "WHERE document_key = $1",
+                    req.document_key,
+                )
+        context = {
+            "dlq_id": dlq_id,
+            "packet_id": req.packet_id,
+            "workflow_id": req.workflow_id,
+            "document_key": req.document_key,
+            "document_name": req.document_name,
+            "stage": req.stage,
+            "error": {
+                "category": str(req.category),
+                "code": req.code,
+                "reason": req.reason,
+                "details": req.details,
+            },
+            "object": req.ref.model_dump() if req.ref else None,
+            "attempts": attempts,
+        }
+        await self.deps.store.put_bytes(
+            self.deps.settings.s3_bucket_dlq,
+            f"{DLQ_PREFIX}/{dlq_id}.json",
+            json.dumps(context, sort_keys=True).encode(),
+            content_type="application/json",
+        )
+        entry = req.entry.model_copy(
+            update={"details": {**req.entry.details, "dlq_id": dlq_id, "attempts": len(attempts)}}
+        )
+        await self.deps.audit.append(entry)
+        return DeadLetterResult(dlq_id=str(dlq_id), created=created)
+
+    @activity.defn(name="packets.verify_review")
+    @packet_activity
+    async def verify_review(self, req: ReviewCheckInput) -> ReviewVerdict:
+        """Verify a reviewer's bearer token (Regulatory Affairs only) and record the decision.
+
+        A refused decision (forged/expired token, wrong role, reviewer id not the token's
+        user) is audited and returned with ``accepted=False``; an accepted one is recorded in
+        ``packet_reviews`` and audited. Idempotent on ``request_id``.
+        """
+        r = req.review
+        verdict: ReviewVerdict
+        try:
+            principal = verify_token(
+                self.deps.keyring,
+                r.token,
+                required_role=REVIEW_ROLE,
+                settings=self.deps.settings,
+            )
+            if principal.user != r.reviewer_id or principal.role != r.role:
+                verdict = ReviewVerdict(
+                    accepted=False,
+                    reviewer_id=r.reviewer_id,
+                    role=r.role,
+                    code="REVIEWER_MISMATCH",
+                    message="the reviewer id or role does not match the token",
+                )
+            else:
+                verdict = ReviewVerdict(
+                    accepted=True, reviewer_id=principal.user, role=principal.role
+                )
+        except AuthError as exc:
+            verdict = ReviewVerdict(
+                accepted=False,
+                reviewer_id=r.reviewer_id,
+                role=r.role,
+                code=str(exc.code),
+                message=exc.message,
+            )
+        if verdict.accepted:
+            async with self.deps.pool.acquire() as conn:
+                await conn.execute(
+                    """INSERT INTO packet_reviews (packet_id, request_id, reviewer_id,
+                           reviewer_role, decision, reason, signature_meaning, blocking_codes,
+                           decided_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
+                       ON CONFLICT (request_id) DO NOTHING""",
+                    req.packet_id,
+                    req.request_id,
+                    verdict.reviewer_id,
+                    verdict.role,
+                    req.decision,
+                    r.reason,
+                    r.signature_meaning,
+                    req.blocking_codes,
+                    req.occurred_at,
+                )
+        action = (
+            f"packet.review.{req.decision.lower()}d"
+            if verdict.accepted
+            else "packet.review.refused"
+        )
+        await self.deps.audit.append(
+            AuditEntry(
+                entry_id=f"{req.request_id}:audit",
+                occurred_at=req.occurred_at,
+                actor=verdict.reviewer_id,
+                action=action,
+                location=f"workflow:{activity.info().workflow_id}",
+                reason=r.reason if verdict.accepted else verdict.message,
+                subject_ref=req.packet_id,
+                details={
+                    "decision": req.decision,
+                    "role": verdict.role,
+                    "signature_meaning": r.signature_meaning,
+                    "blocking_codes": req.blocking_codes,
+                    "refusal_code": verdict.code,
+                },
+            )
+        )
+        return verdict
+
+    # ------------------------------------------------------------------ batches
+    @activity.defn(name="packets.load_batch_page")
+    @packet_activity
+    async def load_batch_page(self, req: LoadPageInput) -> LoadPageResult:
+        """Packets ``[offset, offset+limit)`` of a stored batch plan."""
+        data = await self.deps.store.get_bytes(req.plan.bucket, req.plan.key)
+        plan = BatchPlan.model_validate_json(data)
+        return LoadPageResult(packets=plan.packets[req.offset : req.offset + req.limit])
+
+    @activity.defn(name="packets.describe_packet")
+    @packet_activity
+    async def describe_packet(self, req: DescribeInput) -> PacketSettled:
+        """The current status of an existing packet workflow (from its search attributes)."""
+        desc = await activity.client().get_workflow_handle(req.workflow_id).describe()
+        wf_status = desc.status.name if desc.status is not None else "UNKNOWN"
+        status = desc.typed_search_attributes.get(STATUS_KEY) or wf_status
+        closed = desc.close_time is not None
+        if closed and status not in {str(s) for s in TERMINAL_STATUSES}:
+            status = f"WORKFLOW_{wf_status}"
+        return PacketSettled(packet_id=req.workflow_id, status=status, queue=desc.task_queue)
+
+    # ------------------------------------------------------------------ registration
+    def workflow_activities(self) -> list[Callable[..., Any]]:
+        """The activities a packet workflow's own queue serves (all but the external check)."""
+        return [
+            self.register_packet,
+            self.transition,
+            self.audit,
+            self.hash_verify,
+            self.store,
+            self.parse,
+            self.classify,
+            self.extract,
+            self.validate,
+            self.cross_checks,
+            self.gaps,
+            self.dead_letter,
+            self.verify_review,
+            self.describe_packet,
+        ]
+
+    def batch_activities(self) -> list[Callable[..., Any]]:
+        return [self.load_batch_page, self.describe_packet]
+
+
+__all__ = ["PacketActivities", "packet_activity"]
