@@ -50,9 +50,13 @@ from activities.packets_models import (
     LoadPageResult,
     ObjectRef,
     PacketChecksInput,
+    PacketClaim,
+    PacketInput,
     PacketSettled,
+    PacketStatus,
     ParseInput,
     ParseSummary,
+    RedactInput,
     RegisterPacketInput,
     ReviewCheckInput,
     ReviewVerdict,
@@ -61,6 +65,7 @@ from activities.packets_models import (
     ValidateInput,
     ValidateResult,
 )
+from activities.packets_residency import redact_packet_status
 from clinflow.audit_chain import AuditEntry, AuditRecord
 from clinflow.auth import AuthError, verify_token
 from clinflow.envelope import EnvelopeError
@@ -71,6 +76,7 @@ from clinflow.errors import (
     RecoverableTimeout,
     error_for,
 )
+from clinflow.esign import ESignatureError, SignatureMeaning, verify_against_registry
 from clinflow.object_store import ObjectIntegrityError
 from clinflow.packets.checklists import Checklist, UnknownRegion, load_checklist
 from clinflow.packets.circuit_breaker import CircuitBreaker
@@ -82,6 +88,7 @@ from clinflow.packets.gaps import gap_analysis
 from clinflow.packets.models import (
     Classification,
     DocumentType,
+    FileKind,
     Finding,
     GapReport,
     ParseOptions,
@@ -90,6 +97,14 @@ from clinflow.packets.models import (
 from clinflow.packets.parse import parse_document
 from clinflow.packets.rules import make_finding
 from clinflow.packets.validate import semantic_checks, structural_checks
+from clinflow.pdf_signatures import (
+    PdfSignatureError,
+    PdfSignatureReport,
+    TrustBundle,
+    findings_from_report,
+    validate_pdf_signatures,
+)
+from clinflow.tokenise import Tokeniser
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +114,10 @@ DLQ_PREFIX = "packets/dlq"
 _CACHE_SIZE = 64
 _HEARTBEAT_SECONDS = 5.0
 STATUS_KEY = SearchAttributeKey.for_keyword("ClinflowStatus")
+
+
+def _signatures_key(document_key: str) -> str:
+    return f"{PARSED_PREFIX}/{document_key}.signatures.json"
 
 
 class ParseFailure(BaseModel):
@@ -123,6 +142,39 @@ def parse_in_process(path: Path, options: ParseOptions, subject: str) -> ParseRe
             subject=exc.subject,
             details=exc.details,
         )
+
+
+_TRUST: dict[tuple[str | None, float], TrustBundle] = {}
+
+
+def _trust_bundle(path: Path | None) -> TrustBundle:
+    """The approved CA bundle at ``path`` (cached per process, reloaded when the file changes)."""
+    stamp = path.stat().st_mtime if path is not None and path.exists() else 0.0
+    key = (str(path) if path else None, stamp)
+    if key not in _TRUST:
+        _TRUST.clear()
+        _TRUST[key] = TrustBundle.load(path) if path is not None else TrustBundle([])
+    return _TRUST[key]
+
+
+def signatures_in_process(
+    path: Path, trust_path: Path | None, max_modification: str
+) -> PdfSignatureReport:
+    """Validate the PDF's digital signatures in a pool process (pyHanko reads the whole file).
+
+    The signer's certificate subject (personal data) is dropped from the report; the
+    fingerprint stays. An unloadable trust bundle counts as no approved CA at all.
+    """
+    try:
+        trust = _trust_bundle(trust_path)
+    except PdfSignatureError:
+        trust = TrustBundle([])
+    report = validate_pdf_signatures(path, trust, max_modification=max_modification)
+    return report.model_copy(
+        update={
+            "signatures": [s.model_copy(update={"signer_subject": None}) for s in report.signatures]
+        }
+    )
 
 
 def _parse_pool(size: int) -> ProcessPoolExecutor:
@@ -416,7 +468,14 @@ class PacketActivities:
         if parsed is None and await self.deps.store.exists(parsed_ref.bucket, parsed_ref.key):
             parsed = await self._load_parsed(req.document_key, parsed_ref)
         if parsed is None:
-            parsed = await self._parse_fresh(req)
+            parsed, signatures = await self._parse_fresh(req)
+            if signatures is not None:
+                await self.deps.store.put_bytes(
+                    parsed_ref.bucket,
+                    _signatures_key(req.document_key),
+                    signatures.model_dump_json().encode(),
+                    content_type="application/json",
+                )
             await self.deps.store.put_bytes(
                 parsed_ref.bucket,
                 parsed_ref.key,
@@ -445,7 +504,8 @@ class PacketActivities:
             ocr_mean_confidence=parsed.ocr_mean_confidence,
         )
 
-    async def _parse_fresh(self, req: ParseInput) -> ParseResult:
+    async def _parse_fresh(self, req: ParseInput) -> tuple[ParseResult, PdfSignatureReport | None]:
+        """Parse, and validate the digital signatures of a PDF that has signature fields."""
         fd, name = await asyncio.to_thread(tempfile.mkstemp, suffix=".doc", prefix="packet-")
         path = Path(name)
         try:
@@ -471,7 +531,18 @@ class PacketActivities:
                     subject=outcome.subject,
                     details=outcome.details,
                 )
-            return outcome
+            signatures: PdfSignatureReport | None = None
+            if outcome.kind is FileKind.PDF and outcome.signature_fields:
+                s = self.deps.settings
+                signatures = await self._in_executor(
+                    functools.partial(
+                        signatures_in_process,
+                        path,
+                        s.pdfsig_trust_bundle,
+                        s.pdfsig_max_modification,
+                    )
+                )
+            return outcome, signatures
         finally:
             await asyncio.to_thread(path.unlink, True)
 
@@ -507,6 +578,7 @@ class PacketActivities:
             ingestion_sha256=req.ingestion_sha256,
             declared_type=req.declared_type,
         )
+        structural += await self._digital_signature_findings(req, parsed, checklist)
         fatal = any(f.category is ErrorCategory.FATAL_SCHEMA_MISMATCH for f in structural)
         semantic: list[Finding] | None = None
         if not fatal:
@@ -552,6 +624,28 @@ class PacketActivities:
             findings=findings,
             structural_passed=passed(structural),
             semantic_passed=None if semantic is None else passed(semantic),
+        )
+
+    async def _digital_signature_findings(
+        self, req: ValidateInput, parsed: ParseResult, checklist: Checklist
+    ) -> list[Finding]:
+        """PDF_SIGNATURE_* findings: every present signature must validate (intact, whole
+        document, approved CA, in date); one is required where the checklist item of the
+        document type says ``digital_signature: required``."""
+        if parsed.kind is not FileKind.PDF:
+            return []
+        doc_type = req.extraction.doc_type
+        item = checklist.item(doc_type)
+        required = item is not None and item.digital_signature == "required"
+        if not required and not parsed.signature_fields:
+            return []
+        key = _signatures_key(req.document_key)
+        report = PdfSignatureReport(signatures=[])
+        if await self.deps.store.exists(self.bucket, key):
+            data = await self.deps.store.get_bytes(self.bucket, key)
+            report = PdfSignatureReport.model_validate_json(data)
+        return findings_from_report(
+            report, required=required, document=req.name, doc_type=doc_type.value
         )
 
     @staticmethod
@@ -765,41 +859,20 @@ class PacketActivities:
     @activity.defn(name="packets.verify_review")
     @packet_activity
     async def verify_review(self, req: ReviewCheckInput) -> ReviewVerdict:
-        """Verify a reviewer's bearer token (Regulatory Affairs only) and record the decision.
+        """Verify a reviewer's token and electronic signature, and record the decision.
 
-        A refused decision (forged/expired token, wrong role, reviewer id not the token's
-        user) is audited and returned with ``accepted=False``; an accepted one is recorded in
-        ``packet_reviews`` and audited. Idempotent on ``request_id``.
+        Accepted only when the bearer token is valid and of Regulatory Affairs, its user is the
+        reviewer, and the signed decision (21 CFR Part 11) verifies against the signer's
+        registered Ed25519 key, is bound to this packet's ``record_sha256``, means what the
+        decision does (approval/rejection) and carries the same reason. Anything else (no
+        signature, forged/expired token, wrong role, tampered or foreign signature) is refused
+        with its code and audited as ``packet.review.refused``. An accepted decision goes to
+        ``packet_reviews`` and the audit chain with the signed decision in ``details`` and the
+        record hash as ``payload_sha256`` (re-verified by ``clinflow audit verify-signatures``).
+        Idempotent on ``request_id``.
         """
         r = req.review
-        verdict: ReviewVerdict
-        try:
-            principal = verify_token(
-                self.deps.keyring,
-                r.token,
-                required_role=REVIEW_ROLE,
-                settings=self.deps.settings,
-            )
-            if principal.user != r.reviewer_id or principal.role != r.role:
-                verdict = ReviewVerdict(
-                    accepted=False,
-                    reviewer_id=r.reviewer_id,
-                    role=r.role,
-                    code="REVIEWER_MISMATCH",
-                    message="the reviewer id or role does not match the token",
-                )
-            else:
-                verdict = ReviewVerdict(
-                    accepted=True, reviewer_id=principal.user, role=principal.role
-                )
-        except AuthError as exc:
-            verdict = ReviewVerdict(
-                accepted=False,
-                reviewer_id=r.reviewer_id,
-                role=r.role,
-                code=str(exc.code),
-                message=exc.message,
-            )
+        verdict = await self._check_review(req)
         if verdict.accepted:
             async with self.deps.pool.acquire() as conn:
                 await conn.execute(
@@ -822,6 +895,17 @@ class PacketActivities:
             if verdict.accepted
             else "packet.review.refused"
         )
+        details: dict[str, Any] = {
+            "decision": req.decision,
+            "role": verdict.role,
+            "signature_meaning": r.signature_meaning,
+            "blocking_codes": req.blocking_codes,
+            "refusal_code": verdict.code,
+        }
+        if verdict.accepted and r.signed is not None:
+            details.update(r.signed.audit_details())
+        elif r.signed is not None:
+            details["key_id"] = r.signed.key_id
         await self.deps.audit.append(
             AuditEntry(
                 entry_id=f"{req.request_id}:audit",
@@ -831,16 +915,95 @@ class PacketActivities:
                 location=f"workflow:{activity.info().workflow_id}",
                 reason=r.reason if verdict.accepted else verdict.message,
                 subject_ref=req.packet_id,
-                details={
-                    "decision": req.decision,
-                    "role": verdict.role,
-                    "signature_meaning": r.signature_meaning,
-                    "blocking_codes": req.blocking_codes,
-                    "refusal_code": verdict.code,
-                },
+                payload_sha256=req.record_sha256 if verdict.accepted else None,
+                details=details,
             )
         )
         return verdict
+
+    async def _check_review(self, req: ReviewCheckInput) -> ReviewVerdict:
+        """The verdict on one decision: token, then electronic signature (see verify_review)."""
+        r = req.review
+
+        def refused(code: str, message: str) -> ReviewVerdict:
+            return ReviewVerdict(
+                accepted=False, reviewer_id=r.reviewer_id, role=r.role, code=code, message=message
+            )
+
+        try:
+            principal = verify_token(
+                self.deps.keyring,
+                r.token,
+                required_role=REVIEW_ROLE,
+                settings=self.deps.settings,
+            )
+        except AuthError as exc:
+            return refused(str(exc.code), exc.message)
+        if principal.user != r.reviewer_id or principal.role != r.role:
+            return refused("REVIEWER_MISMATCH", "the reviewer id or role does not match the token")
+        signed = r.signed
+        if signed is None:
+            return refused(
+                "ESIGN_MISSING",
+                "the decision carries no electronic signature; sign it with the reviewer's "
+                "registered key (clinflow packets approve|reject --key)",
+            )
+        d = signed.decision
+        wanted = (
+            SignatureMeaning.APPROVAL if req.decision == "APPROVE" else (SignatureMeaning.REJECTION)
+        )
+        if d.meaning is not wanted:
+            return refused(
+                "ESIGN_MEANING_MISMATCH",
+                f"the signature means {d.meaning.value}, the decision is {req.decision}",
+            )
+        if d.record_ref != req.packet_id:
+            return refused("esign_record_mismatch", "the decision was signed for another record")
+        if (d.reason or "").strip() != r.reason.strip():
+            return refused("ESIGN_REASON_MISMATCH", "the signed reason differs from the reason")
+        if d.role != principal.role:
+            return refused("ESIGN_ROLE_MISMATCH", "the signed role differs from the token's role")
+        try:
+            await verify_against_registry(
+                self.deps.pool, signed, record_sha256=req.record_sha256, signer=principal.user
+            )
+        except ESignatureError as exc:
+            return refused(exc.code, exc.reason)
+        return ReviewVerdict(
+            accepted=True,
+            reviewer_id=principal.user,
+            role=principal.role,
+            signature=signed.manifestation(),
+        )
+
+    # ------------------------------------------------------------------ residency
+    @activity.defn(name="packets.load_packet")
+    @packet_activity
+    async def load_packet(self, req: PacketClaim) -> PacketInput:
+        """The full input behind a batch child's claim (read on the packet's regional queue).
+
+        Raises FATAL_SCHEMA_MISMATCH when the stored input is for another packet.
+        """
+        data = await self.deps.store.get_bytes(req.ref.bucket, req.ref.key)
+        loaded = PacketInput.model_validate_json(data)
+        if loaded.packet_id != req.packet_id:
+            raise FatalSchemaMismatch(
+                "MANIFEST_INVALID",
+                "the claimed packet input belongs to another packet",
+                subject=req.packet_id,
+            )
+        return loaded
+
+    @activity.defn(name="packets.redact_status")
+    @packet_activity
+    async def redact_status(self, req: RedactInput) -> PacketStatus:
+        """``req.status`` as it may leave the region: tokens and codes, no names, no free text.
+
+        File names (which name people) and reviewer ids become deterministic tokens
+        (:class:`~clinflow.tokenise.Tokeniser`); messages, details, reasons in words and
+        signature manifestations are dropped. Pure; idempotent.
+        """
+        return redact_packet_status(req.status, Tokeniser.from_keyring(self.deps.keyring))
 
     # ------------------------------------------------------------------ batches
     @activity.defn(name="packets.load_batch_page")
@@ -881,6 +1044,8 @@ class PacketActivities:
             self.dead_letter,
             self.verify_review,
             self.describe_packet,
+            self.load_packet,
+            self.redact_status,
         ]
 
     def batch_activities(self) -> list[Callable[..., Any]]:

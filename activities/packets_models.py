@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clinflow.audit_chain import AuditEntry
 from clinflow.errors import ErrorCategory
+from clinflow.esign import SignedDecision
 from clinflow.packets.extraction_models import DocumentRecord, Extraction
 from clinflow.packets.manifest import PacketManifest
 from clinflow.packets.models import (
@@ -76,8 +77,27 @@ class DocumentInput(BaseModel):
         return self.declared_sha256 or self.ref.sha256
 
 
+class ObjectRef(BaseModel):
+    bucket: str
+    key: str
+
+
+class PacketClaim(BaseModel):
+    """Where a batch child's full input is stored (its region's claim check).
+
+    A batch only ever holds the redacted input (:func:`residency_head`) and this reference;
+    the child loads the full input on its own regional queue (``packets.load_packet``)."""
+
+    ref: ObjectRef
+    packet_id: str
+
+
 class PacketInput(BaseModel):
-    """Everything a SitePacketWorkflow needs; set by the starter from its settings."""
+    """Everything a SitePacketWorkflow needs; set by the starter from its settings.
+
+    With ``claim`` set the input is a residency head: the manifest carries identifiers only
+    (no files, no deviation texts), ``documents`` is empty, and the workflow loads the full
+    input from the claim before doing anything else."""
 
     manifest: PacketManifest
     documents: list[DocumentInput]
@@ -90,16 +110,32 @@ class PacketInput(BaseModel):
     external_check: bool = False
     external_queue: str = "packets-external"
     replay_of: str | None = Field(None, description="The DLQ entry this run replays.")
+    claim: PacketClaim | None = None
 
     @property
     def packet_id(self) -> str:
         return self.manifest.packet_id
 
 
+def residency_head(inp: PacketInput, claim: PacketClaim) -> PacketInput:
+    """``inp`` reduced to what may cross a region boundary: ids, region, protocol, dates.
+
+    File names (which name people), deviation descriptions (free text) and document
+    references stay in the region, behind ``claim``.
+    """
+    manifest = inp.manifest.model_copy(update={"files": [], "deviations": []})
+    return inp.model_copy(update={"manifest": manifest, "documents": [], "claim": claim})
+
+
 class ReviewInput(BaseModel):
     """A reviewer's decision on a COMPLIANCE_BLOCK (signal ``approve``/``reject``, update
     ``review``). ``token`` is the reviewer's bearer token; only Regulatory Affairs may decide.
-    ``decision`` is implied by the signal name; the update needs it."""
+    ``decision`` is implied by the signal name; the update needs it.
+
+    ``signed`` is the electronic signature (21 CFR Part 11): the reviewer's Ed25519-signed
+    :class:`~clinflow.esign.Decision` (printed name, UTC time, meaning approval/rejection)
+    over the packet's ``record_sha256`` (see the ``status`` query). A decision without it is
+    refused (``ESIGN_MISSING``) and the attempt audited."""
 
     reviewer_id: str
     role: str = REVIEW_ROLE
@@ -107,6 +143,7 @@ class ReviewInput(BaseModel):
     signature_meaning: str = "I approve this packet for site activation"
     token: str = ""
     decision: Literal["APPROVE", "REJECT"] | None = None
+    signed: SignedDecision | None = None
 
 
 class ReviewOutcome(BaseModel):
@@ -143,6 +180,9 @@ class ReviewRecord(BaseModel):
     accepted: bool
     code: str | None = None
     at: datetime
+    signature: str | None = Field(
+        None, description="The e-signature's manifestation (printed name, meaning, UTC time)."
+    )
 
 
 class PacketStatus(BaseModel):
@@ -164,6 +204,9 @@ class PacketStatus(BaseModel):
     dlq_ids: list[str] = Field(default_factory=list)
     rejection_reason: str | None = None
     gap_deadline: datetime | None = None
+    record_sha256: str = Field(
+        "", description="The packet's record hash: what a reviewer's e-signature covers."
+    )
 
 
 class PacketSettled(BaseModel):
@@ -178,11 +221,6 @@ class PacketSettled(BaseModel):
 
 
 # --------------------------------------------------------------------------- batches
-class ObjectRef(BaseModel):
-    bucket: str
-    key: str
-
-
 class BatchPlan(BaseModel):
     """The stored list of packet inputs a batch processes (claim check for large batches)."""
 
@@ -239,6 +277,10 @@ def packet_queue(
 
 
 # --------------------------------------------------------------------------- activity I/O
+class RedactInput(BaseModel):
+    status: PacketStatus
+
+
 class RegisterPacketInput(BaseModel):
     packet: PacketInput
     entry: AuditEntry
@@ -388,6 +430,7 @@ class ReviewCheckInput(BaseModel):
     review: ReviewInput
     blocking_codes: list[str]
     occurred_at: datetime
+    record_sha256: str
 
 
 class ReviewVerdict(BaseModel):
@@ -396,6 +439,7 @@ class ReviewVerdict(BaseModel):
     role: str
     code: str | None = None
     message: str = ""
+    signature: str | None = None
 
 
 class LoadPageInput(BaseModel):
@@ -438,12 +482,14 @@ __all__ = [
     "LoadPageResult",
     "ObjectRef",
     "PacketChecksInput",
+    "PacketClaim",
     "PacketInput",
     "PacketSettled",
     "PacketStatus",
     "PacketStatusName",
     "ParseInput",
     "ParseSummary",
+    "RedactInput",
     "RegisterPacketInput",
     "ReviewCheckInput",
     "ReviewInput",
@@ -455,4 +501,5 @@ __all__ = [
     "ValidateInput",
     "ValidateResult",
     "packet_queue",
+    "residency_head",
 ]

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from activities.packets_models import (
+    REVIEW_ROLE,
     AddDocumentsInput,
     BatchSummary,
     DocumentInput,
@@ -28,6 +29,13 @@ from activities.packets_models import (
     PacketStatusName,
     ReviewInput,
     ReviewOutcome,
+)
+from clinflow.esign import Decision as ESignDecision
+from clinflow.esign import (
+    ESignatureError,
+    SignatureMeaning,
+    load_private_key,
+    sign_decision,
 )
 from clinflow.settings import Settings, get_settings
 
@@ -322,6 +330,51 @@ def _token_user(token: str) -> str | None:
         return None
 
 
+def signed_review(
+    status: PacketStatus,
+    decision: str,
+    reason: str,
+    token: str,
+    key_file: Path,
+    *,
+    reviewer: str,
+    printed_name: str,
+    meaning_text: str | None = None,
+    now: datetime | None = None,
+) -> ReviewInput:
+    """A review signed with the reviewer's Ed25519 private key over the packet's record hash.
+
+    Raises ESignatureError(esign_bad_key) when ``key_file`` is not an Ed25519 private key.
+    """
+    approve = decision == "APPROVE"
+    signed = sign_decision(
+        load_private_key(key_file),
+        ESignDecision(
+            signer=reviewer,
+            printed_name=printed_name,
+            role=REVIEW_ROLE,
+            meaning=SignatureMeaning.APPROVAL if approve else SignatureMeaning.REJECTION,
+            signed_at=now or datetime.now(UTC),
+            record_ref=status.packet_id,
+            record_sha256=status.record_sha256,
+            reason=reason,
+        ),
+    )
+    return ReviewInput(
+        reviewer_id=reviewer,
+        reason=reason,
+        token=token,
+        decision="APPROVE" if approve else "REJECT",
+        signature_meaning=meaning_text
+        or (
+            "I approve this packet for site activation"
+            if approve
+            else "I reject this packet for site activation"
+        ),
+        signed=signed,
+    )
+
+
 def _decide(
     packet_id: str,
     decision: str,
@@ -329,32 +382,39 @@ def _decide(
     token: str | None,
     reviewer: str | None,
     meaning: str | None,
+    key: Path,
+    name: str | None,
 ) -> None:
     token = token or os.environ.get("CLINFLOW_TOKEN", "")
     if not token:
         raise typer.BadParameter("a bearer token is required (--token or CLINFLOW_TOKEN)")
-    review = ReviewInput(
-        reviewer_id=reviewer or _token_user(token) or "unknown",
-        reason=reason,
-        token=token,
-        decision="APPROVE" if decision == "APPROVE" else "REJECT",
-        signature_meaning=meaning
-        or (
-            "I approve this packet for site activation"
-            if decision == "APPROVE"
-            else "I reject this packet for site activation"
-        ),
-    )
+    user = reviewer or _token_user(token) or "unknown"
 
     async def go(settings: Settings) -> None:
-
         async with _Session(settings) as s:
             handle = s.client.get_workflow_handle(packet_id)
+            status = await handle.query("status", result_type=PacketStatus)
+            try:
+                review = signed_review(
+                    status,
+                    decision,
+                    reason,
+                    token,
+                    key,
+                    reviewer=user,
+                    printed_name=name or user,
+                    meaning_text=meaning,
+                )
+            except ESignatureError as exc:
+                err.print(f"[red]cannot sign[/]: {exc.reason}")
+                raise typer.Exit(2) from None
             outcome = await handle.execute_update("review", review, result_type=ReviewOutcome)
             if outcome.accepted:
+                assert review.signed is not None
                 console.print(
                     f"[green]{decision.lower()} accepted[/]: packet is now {outcome.status.value}"
                 )
+                console.print(f"signed: {review.signed.manifestation()}")
             else:
                 err.print(
                     f"[red]decision refused[/] ({outcome.code}); it was audited. "
@@ -365,36 +425,46 @@ def _decide(
     _run(go)
 
 
+_KEY_HELP = (
+    "The reviewer's Ed25519 private key (clinflow auth keygen; registered with register-key)."
+)
+_NAME_HELP = "Printed name shown with the signature; default: the reviewer id."
+
+
 @packets_app.command("approve")
 def approve(
     packet_id: Annotated[str, typer.Argument()],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded and audited).")],
+    key: Annotated[Path, typer.Option("--key", help=_KEY_HELP, exists=True, dir_okay=False)],
     token: Annotated[
         str | None, typer.Option("--token", help="Bearer token (or CLINFLOW_TOKEN).")
     ] = None,
+    name: Annotated[str | None, typer.Option("--name", help=_NAME_HELP)] = None,
     reviewer: Annotated[
         str | None, typer.Option(help="Reviewer id; default: the token's user.")
     ] = None,
-    meaning: Annotated[str | None, typer.Option(help="Signature meaning.")] = None,
+    meaning: Annotated[str | None, typer.Option(help="Signature meaning, in words.")] = None,
 ) -> None:
-    """Approve a BLOCKED packet (Regulatory Affairs only; update ``review``)."""
-    _decide(packet_id, "APPROVE", reason, token, reviewer, meaning)
+    """Approve a BLOCKED packet with an e-signature (Regulatory Affairs; update ``review``)."""
+    _decide(packet_id, "APPROVE", reason, token, reviewer, meaning, key, name)
 
 
 @packets_app.command("reject")
 def reject(
     packet_id: Annotated[str, typer.Argument()],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded and audited).")],
+    key: Annotated[Path, typer.Option("--key", help=_KEY_HELP, exists=True, dir_okay=False)],
     token: Annotated[
         str | None, typer.Option("--token", help="Bearer token (or CLINFLOW_TOKEN).")
     ] = None,
+    name: Annotated[str | None, typer.Option("--name", help=_NAME_HELP)] = None,
     reviewer: Annotated[
         str | None, typer.Option(help="Reviewer id; default: the token's user.")
     ] = None,
-    meaning: Annotated[str | None, typer.Option(help="Signature meaning.")] = None,
+    meaning: Annotated[str | None, typer.Option(help="Signature meaning, in words.")] = None,
 ) -> None:
-    """Reject a BLOCKED packet (Regulatory Affairs only): it ends REJECTED."""
-    _decide(packet_id, "REJECT", reason, token, reviewer, meaning)
+    """Reject a BLOCKED packet with an e-signature (Regulatory Affairs): it ends REJECTED."""
+    _decide(packet_id, "REJECT", reason, token, reviewer, meaning, key, name)
 
 
 @packets_app.command("gaps")

@@ -33,10 +33,12 @@ from activities.packets_models import (
     BatchSummary,
     DocumentInput,
     ObjectRef,
+    PacketClaim,
     PacketInput,
     PacketStatus,
     PacketStatusName,
     packet_queue,
+    residency_head,
 )
 from clinflow.object_store import ObjectStore
 from clinflow.packets.manifest import PacketManifest, manifest_for
@@ -290,10 +292,28 @@ async def start_batch(
     """Store the batch plan (claim check) and start PacketBatchWorkflow (or return it)."""
     bid = batch_id or batch_id_for(inputs)
     plan_key = f"{BATCH_PREFIX}/{bid}.json"
+    heads: list[PacketInput] = []
+    for inp in inputs:
+        # Residency: each packet's full input is its own object, read by its regional
+        # worker; the plan (read by the batch on the global queue) holds heads only.
+        claim = PacketClaim(
+            ref=ObjectRef(
+                bucket=settings.s3_bucket_documents,
+                key=f"{BATCH_PREFIX}/{bid}/{inp.manifest.region}/{inp.packet_id}.json",
+            ),
+            packet_id=inp.packet_id,
+        )
+        await store.put_bytes(
+            claim.ref.bucket,
+            claim.ref.key,
+            inp.model_dump_json().encode(),
+            content_type="application/json",
+        )
+        heads.append(residency_head(inp, claim))
     await store.put_bytes(
         settings.s3_bucket_documents,
         plan_key,
-        BatchPlan(packets=inputs).model_dump_json().encode(),
+        BatchPlan(packets=heads).model_dump_json().encode(),
         content_type="application/json",
     )
     wf_id = f"packet-batch-{bid}"

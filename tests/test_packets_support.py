@@ -7,15 +7,32 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowHandle
 
 from activities.deps import Deps
-from activities.packets_models import DocumentInput, PacketInput, PacketStatus, PacketStatusName
+from activities.packets_models import (
+    REVIEW_ROLE,
+    DocumentInput,
+    PacketInput,
+    PacketStatus,
+    PacketStatusName,
+    ReviewInput,
+)
+from clinflow.auth import issue_token
+from clinflow.esign import (
+    Decision,
+    SignatureMeaning,
+    generate_private_key,
+    register_reviewer_key,
+    sign_decision,
+)
 from clinflow.keyring import Keyring
 from clinflow.object_store import ObjectStore
 from clinflow.packets.manifest import PacketManifest, manifest_for
@@ -160,3 +177,58 @@ async def packet_workers(
     finally:
         await deps.close()
         await portal.stop()
+
+
+@dataclass
+class Reviewer:
+    """A Regulatory Affairs reviewer with a registered Ed25519 signing key."""
+
+    user: str
+    printed_name: str
+    key: Ed25519PrivateKey
+    keyring: Keyring
+
+    @classmethod
+    async def register(
+        cls, pool: asyncpg.Pool, keyring: Keyring, user: str, printed_name: str
+    ) -> Reviewer:
+        key = generate_private_key()
+        await register_reviewer_key(pool, user, key.public_key(), registered_by="test")
+        return cls(user, printed_name, key, keyring)
+
+    def token(self, role: str = REVIEW_ROLE) -> str:
+        return issue_token(self.keyring, self.user, role, timedelta(minutes=10))
+
+    def review(
+        self,
+        status: PacketStatus,
+        decision: str,
+        reason: str,
+        *,
+        role: str = REVIEW_ROLE,
+        record_sha256: str | None = None,
+        with_update: bool = False,
+    ) -> ReviewInput:
+        """A decision signed over the packet's record hash (``decision`` set for the update)."""
+        approve = decision == "APPROVE"
+        signed = sign_decision(
+            self.key,
+            Decision(
+                signer=self.user,
+                printed_name=self.printed_name,
+                role=REVIEW_ROLE,
+                meaning=SignatureMeaning.APPROVAL if approve else SignatureMeaning.REJECTION,
+                signed_at=datetime.now(UTC),
+                record_ref=status.packet_id,
+                record_sha256=record_sha256 or status.record_sha256,
+                reason=reason,
+            ),
+        )
+        return ReviewInput(
+            reviewer_id=self.user,
+            role=role,
+            reason=reason,
+            token=self.token(role),
+            decision=("APPROVE" if approve else "REJECT") if with_update else None,
+            signed=signed,
+        )

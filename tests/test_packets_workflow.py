@@ -24,7 +24,7 @@ from clinflow.packets.manifest import manifest_for
 from clinflow.packets.sample_data import DemoPacket, generate_demo_packets
 from clinflow.settings import Settings
 from clinflow.stack import find_binary
-from tests.test_packets_support import PacketEnv, packet_workers
+from tests.test_packets_support import PacketEnv, Reviewer, packet_workers
 from workflows.packets import SitePacketWorkflow
 
 pytestmark = pytest.mark.stack
@@ -55,6 +55,11 @@ async def env(
 
 def folder(demo: dict[str, DemoPacket], name: str) -> Path:
     return Path(demo[name].path)
+
+
+@pytest.fixture(scope="module")
+async def kim(app_pool: object, keyring: Keyring) -> Reviewer:
+    return await Reviewer.register(app_pool, keyring, "ra.kim", "Dana Kim")  # type: ignore[arg-type]
 
 
 def token(env: PacketEnv, user: str, role: str = "regulatory_affairs") -> str:
@@ -129,7 +134,11 @@ async def test_truncated_pdf_is_dead_lettered_with_context(
 
 
 async def test_blocked_packet_approved_by_regulatory_affairs_after_refusals(
-    env: PacketEnv, demo: dict[str, DemoPacket], app_pool: object, temporal_client: Client
+    env: PacketEnv,
+    demo: dict[str, DemoPacket],
+    app_pool: object,
+    temporal_client: Client,
+    kim: Reviewer,
 ) -> None:
     inp = await env.make_input(folder(demo, "us-103-expired-irb"))
     handle = await env.start(inp)
@@ -152,23 +161,30 @@ async def test_blocked_packet_approved_by_regulatory_affairs_after_refusals(
     with_forged = ReviewInput(reviewer_id="ra.kim", reason="ok", token=forged, decision="APPROVE")
     outcome = await handle.execute_update(SitePacketWorkflow.review, with_forged)
     assert not outcome.accepted and outcome.code == "TOKEN_INVALID"
+    # A valid token without an electronic signature is refused too.
+    unsigned = ReviewInput(
+        reviewer_id="ra.kim", reason="ok", token=token(env, "ra.kim"), decision="APPROVE"
+    )
+    outcome = await handle.execute_update(SitePacketWorkflow.review, unsigned)
+    assert not outcome.accepted and outcome.code == "ESIGN_MISSING"
     state = await handle.query(SitePacketWorkflow.status)
     assert state.status is S.BLOCKED
-    assert [r.accepted for r in state.reviews] == [False, False]
+    assert [r.accepted for r in state.reviews] == [False, False, False]
     assert state.reviews[0].code == "ROLE_FORBIDDEN"
-    # Regulatory Affairs approves synchronously.
-    ok = ReviewInput(
-        reviewer_id="ra.kim",
-        reason="IRB renewal confirmed by phone; renewal letter to follow",
-        token=token(env, "ra.kim"),
-        decision="APPROVE",
+    # Regulatory Affairs approves synchronously, signed over the packet's record hash.
+    ok = kim.review(
+        state,
+        "APPROVE",
+        "IRB renewal confirmed by phone; renewal letter to follow",
+        with_update=True,
     )
     outcome = await handle.execute_update(SitePacketWorkflow.review, ok)
     assert outcome.accepted
     result = await handle.result()
     assert result.status is S.APPROVED
     actions = await audit_actions(app_pool, inp.packet_id)
-    assert actions.count("packet.review.refused") == 2
+    assert actions.count("packet.review.refused") == 3
+    assert result.reviews[-1].signature and "Dana Kim" in result.reviews[-1].signature
     assert "packet.review.approved" in actions and actions[-1] == "packet.approved"
     async with app_pool.acquire() as conn:  # type: ignore[attr-defined]
         review = await conn.fetchrow(
@@ -183,21 +199,21 @@ async def test_blocked_packet_approved_by_regulatory_affairs_after_refusals(
         await handle.execute_update(SitePacketWorkflow.review, ok)
 
 
-async def test_blocked_packet_rejected(env: PacketEnv, demo: dict[str, DemoPacket]) -> None:
+async def test_blocked_packet_rejected(
+    env: PacketEnv, demo: dict[str, DemoPacket], app_pool: object
+) -> None:
+    ode = await Reviewer.register(app_pool, env.keyring, "ra.ode", "Sam Ode")  # type: ignore[arg-type]
     inp = await env.make_input(folder(demo, "us-103-expired-irb"))
     handle = await env.start(inp)
-    await env.wait_status(handle, {S.BLOCKED})
-    await handle.signal(
-        SitePacketWorkflow.reject,
-        ReviewInput(reviewer_id="ra.ode", reason="IRB lapsed", token=token(env, "ra.ode")),
-    )
+    blocked = await env.wait_status(handle, {S.BLOCKED})
+    await handle.signal(SitePacketWorkflow.reject, ode.review(blocked, "REJECT", "IRB lapsed"))
     result = await handle.result()
     assert result.status is S.REJECTED
     assert result.rejection_reason == "IRB lapsed"
 
 
 async def test_unanswered_block_escalates_and_keeps_waiting(
-    env: PacketEnv, demo: dict[str, DemoPacket], app_pool: object
+    env: PacketEnv, demo: dict[str, DemoPacket], app_pool: object, kim: Reviewer
 ) -> None:
     inp = await env.make_input(folder(demo, "us-103-expired-irb"), review_deadline_seconds=2.0)
     handle = await env.start(inp)
@@ -205,25 +221,22 @@ async def test_unanswered_block_escalates_and_keeps_waiting(
     assert escalated.escalated
     assert "packet.review.escalated" in await audit_actions(app_pool, inp.packet_id)
     await handle.signal(
-        SitePacketWorkflow.approve,
-        ReviewInput(reviewer_id="ra.kim", reason="escalation handled", token=token(env, "ra.kim")),
+        SitePacketWorkflow.approve, kim.review(escalated, "APPROVE", "escalation handled")
     )
     assert (await handle.result()).status is S.APPROVED
 
 
 async def test_approve_signal_through_the_temporal_cli(
-    env: PacketEnv, demo: dict[str, DemoPacket], stack: Settings
+    env: PacketEnv, demo: dict[str, DemoPacket], stack: Settings, app_pool: object
 ) -> None:
+    cli = await Reviewer.register(app_pool, env.keyring, "ra.cli", "Robin Cli")  # type: ignore[arg-type]
     inp = await env.make_input(folder(demo, "us-103-expired-irb"))
     handle = await env.start(inp)
-    await env.wait_status(handle, {S.BLOCKED})
-    payload = {
-        "reviewer_id": "ra.cli",
-        "role": "regulatory_affairs",
-        "reason": "approved from the command line",
-        "signature_meaning": "I approve this packet for site activation",
-        "token": token(env, "ra.cli"),
-    }
+    blocked = await env.wait_status(handle, {S.BLOCKED})
+    # The signed decision is plain JSON: any tool can carry it.
+    payload = cli.review(blocked, "APPROVE", "approved from the command line").model_dump(
+        mode="json"
+    )
     await asyncio.to_thread(
         subprocess.run,
         [

@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         PacketStatus,
         PacketStatusName,
         ParseInput,
+        RedactInput,
         RegisterPacketInput,
         ReviewCheckInput,
         ReviewInput,
@@ -63,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
     from clinflow.audit_chain import AuditEntry
     from clinflow.errors import ErrorCategory
     from clinflow.packets.extraction_models import DocumentRecord
-    from clinflow.packets.identity import document_key
+    from clinflow.packets.identity import document_key, packet_record_sha256
     from clinflow.packets.models import (
         Decision,
         DecisionAction,
@@ -154,6 +155,14 @@ class SitePacketWorkflow:
         self._step = 0
         self._parent_told = False
         self._added: list[DocumentInput] = []
+        self._refresh_record_hash()
+
+    def _refresh_record_hash(self) -> None:
+        """The hash a reviewer's e-signature binds to: the packet id and every document."""
+        submitted = [*self._input.documents, *self._added]
+        self._status.record_sha256 = packet_record_sha256(
+            self._input.packet_id, [(d.name, d.ref.sha256) for d in submitted]
+        )
 
     # ------------------------------------------------------------------ messages
     @workflow.query(name="status")
@@ -228,6 +237,18 @@ class SitePacketWorkflow:
     # ------------------------------------------------------------------ run
     @workflow.run
     async def run(self, inp: PacketInput) -> PacketStatus:
+        if inp.claim is not None:
+            # A batch child: the batch holds only the residency head; the full input is read
+            # here, on the packet's own regional queue.
+            loaded = await workflow.execute_activity_method(
+                PacketActivities.load_packet,
+                inp.claim,
+                start_to_close_timeout=SHORT,
+                retry_policy=IO_RETRY,
+            )
+            inp = loaded.model_copy(update={"source": inp.source, "claim": inp.claim})
+            self._input = inp
+            self._refresh_record_hash()
         m = inp.manifest
         workflow.upsert_search_attributes(
             [
@@ -573,6 +594,7 @@ class SitePacketWorkflow:
                 review=review,
                 blocking_codes=blocking,
                 occurred_at=workflow.now(),
+                record_sha256=self._status.record_sha256,
             ),
             start_to_close_timeout=SHORT,
             retry_policy=IO_RETRY,
@@ -588,6 +610,7 @@ class SitePacketWorkflow:
                 accepted=accepted,
                 code=verdict.code if not verdict.accepted else None,
                 at=workflow.now(),
+                signature=verdict.signature if accepted else None,
             )
         )
         if accepted:
@@ -611,6 +634,7 @@ class SitePacketWorkflow:
         self._status.status = PacketStatusName.PROCESSING
         documents = [d for req in requests for d in req.documents]
         self._added.extend(documents)
+        self._refresh_record_hash()
         await self._audit(
             f"documents-added:{self._step}",
             "packet.documents_added",
@@ -623,7 +647,15 @@ class SitePacketWorkflow:
     async def _finish(self, status: PacketStatusName, decision: Decision) -> PacketStatus:
         outcome = status.value if status in OUTCOME_STATUS.values() else None
         await self._set_status(status, decision, f"packet.{status.value.lower()}", outcome=outcome)
-        return self._status
+        if workflow.info().parent is None:
+            return self._status
+        # The result goes to the batch on the global queue: tokens and codes only.
+        return await workflow.execute_activity_method(
+            PacketActivities.redact_status,
+            RedactInput(status=self._status),
+            start_to_close_timeout=SHORT,
+            retry_policy=IO_RETRY,
+        )
 
     # ------------------------------------------------------------------ state + audit
     async def _set_status(

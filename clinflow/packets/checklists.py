@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +19,14 @@ class ChecklistItem(BaseModel):
     required: bool = True
     min_count: int = Field(1, ge=1)
     signature_required: bool = False
+    digital_signature: Literal["none", "required"] = Field(
+        "none",
+        description=(
+            "'required': the PDF must carry a cryptographic (PAdES/CMS) signature that "
+            "validates against the approved CA bundle (PDF_SIGNATURE_MISSING otherwise). "
+            "Signatures present in any PDF are validated whatever this says."
+        ),
+    )
     min_pages: int = Field(1, ge=1)
     accepted_versions: list[str] = Field(default_factory=list)
 

@@ -55,3 +55,16 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def packet_record_sha256(packet_id: str, documents: list[tuple[str, str]]) -> str:
+    """The packet's record hash: SHA-256 over its id and every (file name, sha256), sorted.
+
+    What a reviewer's electronic signature is bound to: the same documents give the same
+    hash; adding, removing or changing one document changes it. Pure and deterministic (safe
+    inside a workflow).
+    """
+    h = hashlib.sha256(b"clinflow-packet-record-v1\n" + packet_id.encode() + b"\n")
+    for name, sha in sorted(documents):
+        h.update(name.encode() + b"\x00" + sha.encode() + b"\n")
+    return h.hexdigest()

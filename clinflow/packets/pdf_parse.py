@@ -133,7 +133,24 @@ def _page_texts(reader: PdfReader, subject: str | None) -> tuple[list[str], list
             log.warning("pdf page text unreadable", extra={"error": type(exc).__name__})
             texts.append("")
         images.append(_has_image(page))
+        _forget_xobjects(reader, page)
     return texts, images
+
+
+def _forget_xobjects(reader: PdfReader, page: Any) -> None:
+    """Drop the page's XObjects (scanned images) from pypdf's object cache.
+
+    pypdf keeps every object it resolved, image streams included, so a long scanned PDF would
+    otherwise end up whole in memory; after this, memory stays bounded by one page's objects.
+    """
+    try:
+        xobjects = _resolve(_resolve(page.get("/Resources") or {}).get("/XObject") or {})
+        refs = [xobjects.raw_get(name) for name in list(xobjects.keys())]
+    except Exception:
+        return
+    for ref in refs:
+        if hasattr(ref, "idnum"):
+            reader.resolved_objects.pop((ref.generation, ref.idnum), None)
 
 
 def parse_pdf(
