@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import shutil
 import subprocess
@@ -30,18 +29,25 @@ from aiohttp import web
 from google.protobuf import json_format
 from temporalio.client import Client
 
-from activities.deps import Deps
+from activities.packets_models import PacketStatusName
 from clinflow.audit_chain import AuditChain
 from clinflow.auth import issue_token
 from clinflow.keyring import Keyring
+from clinflow.packets.sample_data import generate_demo_packets
 from clinflow.settings import Settings
+from tests.test_packets_support import packet_workers
 from workers.codec_server import build_codec_app
-from workers.main import build_workers
-from workflows.intake import IntakeInput, IntakeWorkflow
 
 pytestmark = pytest.mark.stack
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SETTLED = {
+    PacketStatusName.VALIDATED,
+    PacketStatusName.VALIDATED_WITH_WARNINGS,
+    PacketStatusName.BLOCKED,
+    PacketStatusName.AWAITING_DOCUMENTS,
+    PacketStatusName.DEAD_LETTERED,
+}
 MARKER = "ui-visible-" + uuid.uuid4().hex[:12]
 ENCRYPTED_B64 = "YmluYXJ5L2VuY3J5cHRlZA"  # base64 of "binary/encrypted"
 PAGE_TIMEOUT = 60.0
@@ -218,41 +224,29 @@ async def codec_url(
 
 
 @pytest.fixture
-async def intake_workflow_path(
+async def packet_workflow_path(
     stack: Settings, keyring: Keyring, temporal_client: Client, tmp_path: Path
 ) -> str:
-    queue = f"test-ui-codec-{uuid.uuid4()}"
-    settings = stack.model_copy(update={"task_queue": queue})
-    deps = await Deps.open(settings, keyring)
-    path = tmp_path / "cover-letter.txt"
-    path.write_text("Cover letter of a site packet.\n" * 20)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    wf_id = f"intake-ui-{uuid.uuid4().hex[:10]}"
-    try:
-        (worker,) = build_workers(temporal_client, settings, deps, [queue])
-        async with worker:
-            handle = await temporal_client.start_workflow(
-                IntakeWorkflow.run,
-                IntakeInput(
-                    path=str(path),
-                    sha256=sha,
-                    size=path.stat().st_size,
-                    submitted_by=MARKER,
-                    bucket=settings.s3_bucket_documents,
-                ),
-                id=wf_id,
-                task_queue=queue,
-            )
-            await handle.result()
-    finally:
-        await deps.close()
-    return f"{wf_id}/{handle.first_execution_run_id}"
+    """A site packet's workflow, run until it settles; MARKER is its manifest's site number.
+
+    The marker sits near the start of the (encrypted) input, so the UI shows it on the
+    first screen once decoded; it is in no id, memo or search attribute.
+    """
+    (demo,) = generate_demo_packets(tmp_path / "packets", only=["us-101-complete"])
+    async with packet_workers(stack, keyring, temporal_client) as env:
+        inp = await env.make_input(Path(demo.path))
+        inp = inp.model_copy(
+            update={"manifest": inp.manifest.model_copy(update={"site_number": MARKER})}
+        )
+        handle = await env.start(inp)
+        await env.wait_status(handle, SETTLED)
+    return f"{inp.packet_id}/{handle.first_execution_run_id}"
 
 
 @pytest.fixture
-async def ciphertexts(temporal_client: Client, intake_workflow_path: str) -> list[str]:
+async def ciphertexts(temporal_client: Client, packet_workflow_path: str) -> list[str]:
     """Beginnings of the sealed payloads as Temporal stores them (what an unauthorised UI shows)."""
-    wf_id = intake_workflow_path.split("/")[0]
+    wf_id = packet_workflow_path.split("/")[0]
     history = await temporal_client.get_workflow_handle(wf_id).fetch_history()
     found: list[str] = []
 
@@ -303,12 +297,12 @@ async def test_ui_shows_decoded_payloads_only_when_authorised(
     keyring: Keyring,
     browser: DevTools,
     codec_url: str,
-    intake_workflow_path: str,
+    packet_workflow_path: str,
     ciphertexts: list[str],
     app_pool: asyncpg.Pool,
 ) -> None:
     ui = f"http://127.0.0.1:{stack.temporal_ui_port}"
-    history = f"{ui}/namespaces/{stack.temporal_namespace}/workflows/{intake_workflow_path}/history"
+    history = f"{ui}/namespaces/{stack.temporal_namespace}/workflows/{packet_workflow_path}/history"
 
     # Authorised: a DevOps user signs in at the codec server, then opens the history.
     allowed = await Tab.open(browser)
