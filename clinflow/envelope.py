@@ -318,6 +318,30 @@ class EnvelopeEncryptor:
         return b"".join(out)
 
 
+def unwrap_data_key(keyring: Keyring, header: EnvelopeHeader) -> bytes:
+    """The object's data key, unwrapped with the KEK its header names.
+
+    Raises EnvelopeError: ``envelope_unknown_kek`` (the KEK is not in the keyring) or
+    ``envelope_unwrap_failed`` (wrong key or altered header).
+    """
+    try:
+        kek = keyring.get(KEK_PURPOSE, header.kek_id)
+    except KeyringError:
+        raise EnvelopeError(
+            "envelope_unknown_kek",
+            f"object key-encryption key {header.kek_id!r} is not in the keyring",
+            details={"kek_id": header.kek_id},
+        ) from None
+    try:
+        return AESGCM(kek).decrypt(header.wrap_nonce, header.wrapped_key, _wrap_aad(header.kek_id))
+    except InvalidTag:
+        raise EnvelopeError(
+            "envelope_unwrap_failed",
+            f"data key does not open with KEK {header.kek_id!r} (wrong key or altered header)",
+            details={"kek_id": header.kek_id},
+        ) from None
+
+
 class EnvelopeDecryptor:
     """Opens one envelope incrementally, authenticating every segment before release.
 
@@ -360,26 +384,8 @@ class EnvelopeDecryptor:
             self.header = header
             self._aead = AESGCM(key)
             return True
-        try:
-            kek = self._keyring.get(KEK_PURPOSE, header.kek_id)
-        except KeyringError:
-            raise EnvelopeError(
-                "envelope_unknown_kek",
-                f"object key-encryption key {header.kek_id!r} is not in the keyring",
-                details={"kek_id": header.kek_id},
-            ) from None
-        try:
-            data_key = AESGCM(kek).decrypt(
-                header.wrap_nonce, header.wrapped_key, _wrap_aad(header.kek_id)
-            )
-        except InvalidTag:
-            raise EnvelopeError(
-                "envelope_unwrap_failed",
-                f"data key does not open with KEK {header.kek_id!r} (wrong key or altered header)",
-                details={"kek_id": header.kek_id},
-            ) from None
         self.header = header
-        self._aead = AESGCM(data_key)
+        self._aead = AESGCM(unwrap_data_key(self._keyring, header))
         return True
 
     def _try_open(self, segment: bytes | memoryview, final: bool) -> bytes | None:
@@ -497,26 +503,8 @@ class EnvelopeSegmentReader:
     """
 
     def __init__(self, keyring: Keyring, header: EnvelopeHeader) -> None:
-        try:
-            kek = keyring.get(KEK_PURPOSE, header.kek_id)
-        except KeyringError:
-            raise EnvelopeError(
-                "envelope_unknown_kek",
-                f"object key-encryption key {header.kek_id!r} is not in the keyring",
-                details={"kek_id": header.kek_id},
-            ) from None
-        try:
-            data_key = AESGCM(kek).decrypt(
-                header.wrap_nonce, header.wrapped_key, _wrap_aad(header.kek_id)
-            )
-        except InvalidTag:
-            raise EnvelopeError(
-                "envelope_unwrap_failed",
-                f"data key does not open with KEK {header.kek_id!r} (wrong key or altered header)",
-                details={"kek_id": header.kek_id},
-            ) from None
         self.header = header
-        self._aead = AESGCM(data_key)
+        self._aead = AESGCM(unwrap_data_key(keyring, header))
 
     @classmethod
     def from_prefix(cls, keyring: Keyring, prefix: bytes) -> EnvelopeSegmentReader:
