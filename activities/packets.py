@@ -26,7 +26,6 @@ import aiohttp
 import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
-from temporalio.common import SearchAttributeKey
 
 from activities.deps import Deps
 from activities.errors import to_application_error
@@ -105,6 +104,7 @@ from clinflow.pdf_signatures import (
     validate_pdf_signatures,
 )
 from clinflow.tokenise import Tokeniser
+from workflows.search_attributes import STATUS as STATUS_KEY
 
 log = structlog.get_logger(__name__)
 
@@ -113,7 +113,6 @@ PARSED_PREFIX = "packets/parsed"
 DLQ_PREFIX = "packets/dlq"
 _CACHE_SIZE = 64
 _HEARTBEAT_SECONDS = 5.0
-STATUS_KEY = SearchAttributeKey.for_keyword("ClinflowStatus")
 
 
 def _signatures_key(document_key: str) -> str:

@@ -247,7 +247,6 @@ def demo_intake(
 
 async def _run_intake(settings: Settings, path: Path, wait_seconds: float) -> tuple[Any, str]:
     from temporalio.common import (
-        SearchAttributeKey,
         SearchAttributePair,
         TypedSearchAttributes,
         WorkflowIDConflictPolicy,
@@ -256,6 +255,7 @@ async def _run_intake(settings: Settings, path: Path, wait_seconds: float) -> tu
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
     from workers.client import connect_client
+    from workflows import search_attributes
     from workflows.intake import IntakeInput, IntakeWorkflow
 
     sha, size = sha256_file(path)
@@ -277,7 +277,7 @@ async def _run_intake(settings: Settings, path: Path, wait_seconds: float) -> tu
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(SearchAttributeKey.for_keyword("ClinflowKind"), "intake")]
+                [SearchAttributePair(search_attributes.KIND, "intake")]
             ),
         )
     except WorkflowAlreadyStartedError:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -46,17 +45,11 @@ from clinflow.packets.models import DocumentRef
 from clinflow.settings import Settings
 from workflows.packets import SitePacketWorkflow
 from workflows.packets_batch import PacketBatchWorkflow
+from workflows.search_attributes import KIND, PROTOCOL, REGION, SITE, SOURCE, STATUS
 
 INCOMING_PREFIX = "packets/incoming"
 BATCH_PREFIX = "packets/batches"
 CONTENT_TYPES = {".pdf": "application/pdf", ".docx": "application/vnd.openxmlformats"}
-
-KIND = SearchAttributeKey.for_keyword("ClinflowKind")
-STATUS = SearchAttributeKey.for_keyword("ClinflowStatus")
-SITE = SearchAttributeKey.for_keyword("ClinflowSite")
-PROTOCOL = SearchAttributeKey.for_keyword("ClinflowProtocol")
-REGION = SearchAttributeKey.for_keyword("ClinflowRegion")
-SOURCE = SearchAttributeKey.for_keyword("ClinflowSource")
 
 
 class SubmitError(Exception):

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -75,13 +75,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from clinflow.packets.routing import route
 
-KIND = SearchAttributeKey.for_keyword("ClinflowKind")
-STATUS = SearchAttributeKey.for_keyword("ClinflowStatus")
-SITE = SearchAttributeKey.for_keyword("ClinflowSite")
-PROTOCOL = SearchAttributeKey.for_keyword("ClinflowProtocol")
-REGION = SearchAttributeKey.for_keyword("ClinflowRegion")
-ERROR_CATEGORY = SearchAttributeKey.for_keyword("ClinflowErrorCategory")
-SOURCE = SearchAttributeKey.for_keyword("ClinflowSource")
+from workflows.search_attributes import (
+    ERROR_CATEGORY,
+    KIND,
+    PROTOCOL,
+    REGION,
+    SITE,
+    SOURCE,
+    STATUS,
+)
 
 # Transient failures: 3 attempts, exponential backoff; the activity adds jitter through
 # next_retry_delay. Taxonomy errors that must not be retried stop at once.

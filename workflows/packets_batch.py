@@ -25,7 +25,6 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import (
     RetryPolicy,
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
@@ -48,12 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.packets import SitePacketWorkflow
 
-KIND = SearchAttributeKey.for_keyword("ClinflowKind")
-STATUS = SearchAttributeKey.for_keyword("ClinflowStatus")
-SITE = SearchAttributeKey.for_keyword("ClinflowSite")
-PROTOCOL = SearchAttributeKey.for_keyword("ClinflowProtocol")
-REGION = SearchAttributeKey.for_keyword("ClinflowRegion")
-SOURCE = SearchAttributeKey.for_keyword("ClinflowSource")
+from workflows.search_attributes import KIND, PROTOCOL, REGION, SITE, SOURCE, STATUS
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
