@@ -502,12 +502,17 @@ class EnvelopeSegmentReader:
     data), so a moved, swapped or altered segment raises EnvelopeError (``envelope_tampered``).
     """
 
-    def __init__(self, keyring: Keyring, header: EnvelopeHeader) -> None:
+    def __init__(
+        self, keyring: Keyring, header: EnvelopeHeader, *, data_key: bytes | None = None
+    ) -> None:
+        """``data_key``: the escrowed data key of a v2 envelope (v1 headers carry theirs)."""
         self.header = header
-        self._aead = AESGCM(unwrap_data_key(keyring, header))
+        self._aead = AESGCM(data_key or unwrap_data_key(keyring, header))
 
     @classmethod
-    def from_prefix(cls, keyring: Keyring, prefix: bytes) -> EnvelopeSegmentReader:
+    def from_prefix(
+        cls, keyring: Keyring, prefix: bytes, *, data_key: bytes | None = None
+    ) -> EnvelopeSegmentReader:
         """A reader from the first bytes of an envelope (at least the whole header).
 
         Raises EnvelopeError (``envelope_bad_header`` / ``envelope_truncated``).
@@ -515,7 +520,7 @@ class EnvelopeSegmentReader:
         needed = EnvelopeHeader.needed(prefix)
         if needed == 0 or len(prefix) < needed:
             raise EnvelopeError("envelope_truncated", "prefix ends inside the header")
-        return cls(keyring, EnvelopeHeader.parse(bytes(prefix[:needed])))
+        return cls(keyring, EnvelopeHeader.parse(bytes(prefix[:needed])), data_key=data_key)
 
     @property
     def header_length(self) -> int:

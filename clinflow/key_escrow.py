@@ -17,7 +17,10 @@ shorter than the shortest purge deadline, or keys live on in them.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 import asyncpg
@@ -62,10 +65,41 @@ def new_escrow_id() -> str:
     return f"dk-{uuid.uuid4().hex}"
 
 
+class LazyPool:
+    """A small asyncpg pool opened on first use.
+
+    For object stores that may never meet an escrowed object: nothing connects to
+    PostgreSQL until a key is deposited or fetched.
+    """
+
+    def __init__(self, dsn: str, *, max_size: int = 2) -> None:
+        self._dsn = dsn
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=0, max_size=self._max_size
+                    )
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
 class KeyEscrow:
     """Deposit, fetch and destroy escrowed data keys in PostgreSQL (``object_data_keys``)."""
 
-    def __init__(self, pool: asyncpg.Pool, keyring: Keyring) -> None:
+    def __init__(self, pool: asyncpg.Pool | LazyPool, keyring: Keyring) -> None:
         self.pool = pool
         self.keyring = keyring
 

@@ -36,10 +36,11 @@ from clinflow.envelope import (
     DEFAULT_SEGMENT_SIZE,
     EnvelopeDecryptor,
     EnvelopeEncryptor,
+    EnvelopeError,
     EnvelopeSegmentReader,
 )
 from clinflow.errors import FatalSchemaMismatch, RecoverableTimeout
-from clinflow.key_escrow import KeyEscrow, new_escrow_id
+from clinflow.key_escrow import KeyEscrow, LazyPool, new_escrow_id
 from clinflow.keyring import Keyring
 from clinflow.settings import Settings
 
@@ -354,13 +355,15 @@ class ObjectStore:
         escrow: KeyEscrow | None = None,
     ) -> None:
         """``escrow``: when given, encrypted uploads escrow their data key (envelope v2,
-        crypto-shreddable) and escrowed objects can be read; without it uploads embed the
-        wrapped key (envelope v1) and reading an escrowed object raises EnvelopeError
-        (``envelope_key_unavailable``)."""
+        crypto-shreddable) and escrowed objects can be read. Without it, a store whose
+        settings say ``retention_key_escrow`` escrows through a lazily opened pool of its
+        own; otherwise uploads embed the wrapped key (envelope v1) and reading an escrowed
+        object raises EnvelopeError (``envelope_key_unavailable``)."""
         self._settings = settings
         self._keyring = keyring
         self._segment_size = segment_size
         self._escrow = escrow
+        self._own_escrow = False
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
 
@@ -389,6 +392,12 @@ class ObjectStore:
         except BaseException:
             await stack.aclose()
             raise
+        if self._escrow is None and s.retention_key_escrow:
+            # Escrow every data key (crypto-shreddable objects); connect only when needed.
+            lazy = LazyPool(s.app_dsn())
+            stack.push_async_callback(lazy.close)
+            self._escrow = KeyEscrow(lazy, self._keyring)
+            self._own_escrow = True
         self._stack = stack
         return self
 
@@ -402,6 +411,9 @@ class ObjectStore:
             await self._stack.aclose()
         self._stack = None
         self._client = None
+        if self._own_escrow:
+            self._escrow = None
+            self._own_escrow = False
 
     @property
     def client(self) -> Any:
@@ -628,7 +640,8 @@ class ObjectStore:
             head = await self.client.head_object(Bucket=bucket, Key=key)
         meta: dict[str, str] = head.get("Metadata", {})
         stored = int(head["ContentLength"])
-        if meta.get(META_ENCRYPTION) != ENCRYPTION_ENVELOPE:
+        encryption = meta.get(META_ENCRYPTION)
+        if encryption not in (ENCRYPTION_ENVELOPE, ENCRYPTION_ESCROWED):
             stop = stored if end is None else min(end, stored)
             if start < stop:
                 async for chunk in self._ranged(bucket, key, start, stop, chunk_size):
@@ -638,7 +651,19 @@ class ObjectStore:
         prefix = bytearray()
         async for chunk in self._ranged(bucket, key, 0, min(stored, 1024), 1024):
             prefix += chunk
-        reader = EnvelopeSegmentReader.from_prefix(self._keyring, bytes(prefix))
+        data_key = None
+        if encryption == ENCRYPTION_ESCROWED:
+            escrow_id = meta.get(META_ESCROW_ID)
+            if self._escrow is None or escrow_id is None:
+                raise EnvelopeError(
+                    "envelope_key_unavailable",
+                    f"{bucket}/{key} has an escrowed data key and this store has no escrow",
+                    details={"escrow_key_id": escrow_id},
+                )
+            data_key = await self._escrow.data_key(escrow_id)
+        reader = EnvelopeSegmentReader.from_prefix(
+            self._keyring, bytes(prefix), data_key=data_key
+        )
         if size is None:
             full, rest = divmod(stored - reader.header_length, reader.sealed_size)
             size = full * reader.segment_size + max(rest - 16, 0)

@@ -219,7 +219,7 @@ class Settings(BaseSettings):
         1000, ge=1, description="Most objects/rows one retention run purges."
     )
     retention_key_escrow: bool = Field(
-        False,
+        True,
         description="Escrow object data keys in PostgreSQL (envelope v2) so purge can "
         "crypto-shred every copy of an object.",
     )

@@ -28,9 +28,23 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-async def store(stack: Settings, keyring: Keyring) -> AsyncIterator[ObjectStore]:
-    async with ObjectStore(stack, keyring) as s:
+def v1(stack: Settings) -> Settings:
+    """Settings whose stores embed wrapped data keys (envelope v1); escrow has its own tests."""
+    return stack.model_copy(update={"retention_key_escrow": False})
+
+
+@pytest.fixture
+async def store(v1: Settings, keyring: Keyring) -> AsyncIterator[ObjectStore]:
+    async with ObjectStore(v1, keyring) as s:
         yield s
+
+
+async def test_default_store_escrows_data_keys(stack: Settings, keyring: Keyring) -> None:
+    assert stack.retention_key_escrow
+    async with ObjectStore(stack, keyring) as store:
+        ref = await store.put_bytes(stack.s3_bucket_documents, new_key("escrowed"), b"x" * 100)
+        assert ref.escrow_key_id is not None
+        assert await store.get_bytes(ref.bucket, ref.key) == b"x" * 100
 
 
 @pytest.fixture
@@ -173,14 +187,16 @@ async def test_tampered_stored_bytes_are_detected(
 async def test_rotated_object_key_still_reads(stack: Settings, keyring: Keyring) -> None:
     ring = Keyring.from_json(keyring.to_json())
     bucket = stack.s3_bucket_documents
-    async with ObjectStore(stack, ring) as store:
+    async with ObjectStore(stack.model_copy(update={"retention_key_escrow": False}), ring) as store:
         old = await store.put_bytes(bucket, new_key("rot-old"), b"before rotation")
         ring.rotate("object")
         new = await store.put_bytes(bucket, new_key("rot-new"), b"after rotation")
         assert old.kek_id != new.kek_id
         assert await store.get_bytes(bucket, old.key) == b"before rotation"
         assert await store.get_bytes(bucket, new.key) == b"after rotation"
-    async with ObjectStore(stack, Keyring.generate()) as stranger:
+    async with ObjectStore(
+        stack.model_copy(update={"retention_key_escrow": False}), Keyring.generate()
+    ) as stranger:
         with pytest.raises(EnvelopeError) as err:
             await stranger.get_bytes(bucket, new.key)
         assert err.value.code == "envelope_unknown_kek"

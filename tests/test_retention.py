@@ -92,7 +92,8 @@ async def test_shredded_object_is_unreadable_in_every_copy(
     assert await escrow.decrypt(backup) == b"%PDF-1.7 fictional document" * 100
     assert await store.get_bytes(bucket, key) == b"%PDF-1.7 fictional document" * 100
     # Without the escrow the object does not open: the key is not in the object.
-    async with ObjectStore(stack, keyring) as plain_store:
+    no_escrow = stack.model_copy(update={"retention_key_escrow": False})
+    async with ObjectStore(no_escrow, keyring) as plain_store:
         with pytest.raises(EnvelopeError) as unavailable:
             await plain_store.get_bytes(bucket, key)
     assert unavailable.value.code == "envelope_key_unavailable"
@@ -203,7 +204,8 @@ async def test_retention_purges_what_is_due_and_nothing_else(
     docs, quarantine = stack.s3_bucket_documents, stack.s3_bucket_quarantine
     real_now = datetime.now(UTC)
     old_a = await store.put_bytes(docs, f"{run}/old/a.pdf", b"fictional a")
-    async with ObjectStore(stack, keyring) as legacy:  # written before escrow: envelope v1
+    no_escrow = stack.model_copy(update={"retention_key_escrow": False})
+    async with ObjectStore(no_escrow, keyring) as legacy:  # written before escrow: envelope v1
         old_b = await legacy.put_bytes(docs, f"{run}/old/b.pdf", b"fictional b")
     new_c = await store.put_bytes(docs, f"{run}/new/c.pdf", b"fictional c")
     other = await store.put_bytes(docs, f"{run}/untracked/d.pdf", b"fictional d")
