@@ -20,8 +20,10 @@ install: $(STAMP) system-deps
 
 demo: install
 	$(BIN)/clinflow stack up
-	$(BIN)/clinflow worker --detach
+	$(BIN)/clinflow worker --detach --restart
 	$(BIN)/clinflow demo intake samples/intake/protocol-signature-page.txt
+	$(BIN)/clinflow demo packets
+	$(BIN)/clinflow demo clinical
 
 lint: install
 	$(BIN)/ruff check .

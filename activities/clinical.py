@@ -45,10 +45,11 @@ from activities.clinical_models import (
 )
 from activities.clinical_transform import (
     ChunkOutput,
-    FhirChunk,
+    CopyChunkOutput,
+    FhirBlockChunk,
     HL7Chunk,
-    raw_items,
-    transform_fhir_chunk,
+    raw_block_items,
+    transform_fhir_block,
     transform_hl7_chunk,
 )
 from activities.deps import Deps
@@ -62,7 +63,6 @@ from clinflow.clinical import (
     QuarantineReason,
     ValidationReport,
     agunzip_chunks,
-    aiter_ndjson_range,
     commit_watermark,
     finish_batch,
     get_watermark,
@@ -73,7 +73,13 @@ from clinflow.clinical import (
     split_hl7_messages,
     start_batch,
 )
-from clinflow.clinical.chunk_signing import ChunkKey, chunk_key, sign_raw, verify_output
+from clinflow.clinical.chunk_signing import (
+    ChunkKey,
+    chunk_key,
+    sign_raw,
+    verify_copy_output,
+    verify_output,
+)
 from clinflow.clinical.error_report import aiter_error_lines, count_errors, error_object_key
 from clinflow.clinical.hl7_split import HL7RawMessage
 from clinflow.clinical.lineage import (
@@ -83,12 +89,17 @@ from clinflow.clinical.lineage import (
     LineageState,
     output_tables,
 )
+from clinflow.clinical.loader import load_copy_rows
+from clinflow.clinical.ndjson_blocks import RawBlock, aiter_ndjson_blocks
+from clinflow.clinical.ndjson_reader import DEFAULT_KEEP_PREFIX, RawLine
 from clinflow.clinical.quarantine_store import aesgcm_sealer, open_sealed
 from clinflow.errors import FatalSchemaMismatch, RecoverableTimeout
 
 T = TypeVar("T")
 
-CHUNK_MAX_BYTES = 16 * 1024 * 1024
+# A chunk is at most chunk_rows records and at most this many bytes: with up to
+# 2 x max_parallel chunks in flight (raw and COPY text), this bounds the worker's memory.
+CHUNK_MAX_BYTES = 2 * 1024 * 1024
 HL7_MAX_FILE_BYTES = 256 * 1024 * 1024
 PIPELINE_DEPTH = 2
 NOT_RECHECKED = frozenset({QuarantineReason.LINE_TOO_LONG, QuarantineReason.RESOURCE_TYPE_MISMATCH})
@@ -330,26 +341,34 @@ class ClinicalActivities:
     async def _commit_chunk(
         self,
         task: PartitionTask,
-        out: ChunkOutput,
+        out: ChunkOutput | CopyChunkOutput,
         context: str,
         key: ChunkKey,
         progress: _Progress,
         next_offset: int,
     ) -> None:
         """Verify the chunk's output signature, then load it with its progress, atomically."""
-        verify_output(key, context, out.rows, out.records, out.signature, out.acks)
+        if isinstance(out, CopyChunkOutput):
+            verify_copy_output(
+                key, context, out.rows.data, out.rows.summary(), out.records, out.signature
+            )
+        else:
+            verify_output(key, context, out.rows, out.records, out.signature, out.acks)
         payload_kid, payload_key = self.deps.keyring.active("payload")
         seal = aesgcm_sealer(payload_kid, payload_key)
         report = progress.report.merge(out.report)
         async with self.deps.pool.acquire() as conn, conn.transaction():
-            counts = await load_chunk(
-                conn,
-                out.rows,
-                task.batch_id,
-                task.source_system,
-                watermark=task.watermark,
-                policy=task.options.watermark_policy,
-            )
+            if isinstance(out, CopyChunkOutput):
+                counts = await load_copy_rows(conn, out.rows, task.batch_id, task.source_system)
+            else:
+                counts = await load_chunk(
+                    conn,
+                    out.rows,
+                    task.batch_id,
+                    task.source_system,
+                    watermark=task.watermark,
+                    policy=task.options.watermark_policy,
+                )
             await insert_quarantine(conn, out.records, task.batch_id, task.source_system, seal=seal)
             total = progress.counts.merge(counts)
             await self._put_progress(
@@ -491,33 +510,30 @@ class ClinicalActivities:
             attempt=1,
         )
 
-    async def _lines(self, task: PartitionTask, resume: int) -> AsyncIterator[Any]:
+    async def _blocks(self, task: PartitionTask, resume: int) -> AsyncIterator[RawBlock | RawLine]:
+        """The partition from ``resume`` as raw blocks of whole lines (no per-line work here)."""
         file, part = task.file, task.partition
-        max_line = task.options.max_line_bytes
+        opts = {
+            "max_lines": task.options.chunk_rows,
+            "max_bytes": CHUNK_MAX_BYTES,
+            "max_line_bytes": task.options.max_line_bytes,
+            "keep_prefix": min(DEFAULT_KEEP_PREFIX, task.options.max_line_bytes),
+        }
         if file.compressed:
             stream = agunzip_chunks(self.deps.store.download(file.bucket, file.key))
-            async for line in aiter_ndjson_range(
-                stream, 0, None, max_line_bytes=max_line, resume_from=resume
-            ):
-                yield line
+            async for item in aiter_ndjson_blocks(stream, 0, None, resume_from=resume, **opts):
+                yield item
             return
         ranged = self.deps.store.download_range(file.bucket, file.key, resume, part.end)
-        async for line in aiter_ndjson_range(ranged, resume, part.end, max_line_bytes=max_line):
-            yield line
+        async for item in aiter_ndjson_blocks(ranged, resume, part.end, **opts):
+            yield item
 
     async def _load_fhir(self, task: PartitionTask, progress: _Progress) -> None:
+        """Raw blocks go to the transform pool; COPY text comes back: one hand-over per chunk."""
         key = chunk_key(self.deps.keyring)
         ctx = self._context(task)
-        rows_per_chunk = task.options.chunk_rows
-        pending: deque[tuple[asyncio.Future[ChunkOutput], str, int]] = deque()
-
-        async def submit(lines: list[Any]) -> None:
-            context = f"{task.batch_id}/{task.partition.partition_id}@{lines[0].offset}"
-            chunk = FhirChunk(context, lines, sign_raw(key, context, raw_items(lines)), ctx, key)
-            fut = asyncio.ensure_future(self._run_cpu(transform_fhir_chunk, chunk))
-            pending.append((fut, context, lines[-1].next_offset))
-            while len(pending) >= PIPELINE_DEPTH:
-                await drain_one()
+        resume = progress.offset
+        pending: deque[tuple[asyncio.Future[CopyChunkOutput], str, int]] = deque()
 
         async def drain_one() -> None:
             fut, context, next_offset = pending.popleft()
@@ -525,16 +541,24 @@ class ClinicalActivities:
             await self._commit_chunk(task, out, context, key, progress, next_offset)
 
         try:
-            batch: list[Any] = []
-            size = 0
-            async for line in self._lines(task, progress.offset):
-                batch.append(line)
-                size += len(line.data)
-                if len(batch) >= rows_per_chunk or size >= CHUNK_MAX_BYTES:
-                    await submit(batch)
-                    batch, size = [], 0
-            if batch:
-                await submit(batch)
+            async for item in self._blocks(task, resume):
+                context = f"{task.batch_id}/{task.partition.partition_id}@{item.offset}"
+                chunk = FhirBlockChunk(
+                    context=context,
+                    item=item,
+                    signature=sign_raw(key, context, raw_block_items(item)),
+                    ctx=ctx,
+                    key=key,
+                    max_line_bytes=task.options.max_line_bytes,
+                    keep_prefix=min(DEFAULT_KEEP_PREFIX, task.options.max_line_bytes),
+                    resume_from=resume,
+                    watermark=task.watermark,
+                    policy=task.options.watermark_policy,
+                )
+                job = asyncio.ensure_future(self._run_cpu(transform_fhir_block, chunk))
+                pending.append((job, context, item.next_offset))
+                while len(pending) >= PIPELINE_DEPTH:
+                    await drain_one()
             while pending:
                 await drain_one()
         finally:

@@ -14,7 +14,8 @@ from datetime import datetime
 
 import orjson
 
-from clinflow.clinical.chunk_signing import ChunkKey, sign_output, verify_raw
+from clinflow.clinical.chunk_signing import ChunkKey, sign_copy_output, sign_output, verify_raw
+from clinflow.clinical.copy_rows import CopyRows, CopyRowsBuilder
 from clinflow.clinical.fhir_record import process_ndjson_lines
 from clinflow.clinical.hl7_message import count_hl7, process_hl7_message
 from clinflow.clinical.hl7_split import HL7RawMessage
@@ -24,8 +25,10 @@ from clinflow.clinical.models import (
     Processed,
     QuarantineRecord,
     ValidationReport,
+    WatermarkPolicy,
 )
-from clinflow.clinical.ndjson_reader import RawLine
+from clinflow.clinical.ndjson_blocks import RawBlock
+from clinflow.clinical.ndjson_reader import LineSplitter, RawLine
 
 
 @dataclass
@@ -79,6 +82,76 @@ def transform_fhir_chunk(chunk: FhirChunk) -> ChunkOutput:
     return ChunkOutput(rows, records, report, signature)
 
 
+@dataclass
+class FhirBlockChunk:
+    """One chunk of a partition as raw bytes: a block of whole lines, or one over-long line.
+
+    Everything the transform needs to produce COPY-ready rows (limits, resume point,
+    watermark) travels with it; ``signature`` is ``sign_raw`` over ``raw_block_items``.
+    """
+
+    context: str
+    item: RawBlock | RawLine
+    signature: str
+    ctx: ProcessContext
+    key: ChunkKey
+    max_line_bytes: int
+    keep_prefix: int
+    resume_from: int
+    watermark: datetime | None
+    policy: WatermarkPolicy
+
+
+@dataclass
+class CopyChunkOutput:
+    """COPY text rows, quarantine records and the report of one chunk, signed for the loader."""
+
+    rows: CopyRows
+    records: list[QuarantineRecord]
+    report: ValidationReport
+    signature: str
+
+
+def raw_block_items(item: RawBlock | RawLine) -> list[tuple[int, bytes]]:
+    """What the raw signature of a block chunk covers: its offset and bytes."""
+    return [(item.offset, item.data)]
+
+
+def block_lines(chunk: FhirBlockChunk) -> list[RawLine]:
+    """The lines of a block chunk, with the offsets and indexes the line reader gives them."""
+    item = chunk.item
+    if isinstance(item, RawLine):
+        return [item]
+    splitter = LineSplitter(
+        item.offset,
+        max_line_bytes=chunk.max_line_bytes,
+        keep_prefix=chunk.keep_prefix,
+        resume_from=chunk.resume_from,
+        first_index=item.index,
+    )
+    return splitter.feed(item.data) + splitter.finish()
+
+
+def transform_fhir_block(chunk: FhirBlockChunk) -> CopyChunkOutput:
+    """Verify, process and sign one raw block; rows come back as COPY text.
+
+    Same records, rows, quarantine reasons and counts as ``transform_fhir_chunk`` over the same
+    lines followed by ``load_chunk``'s watermark rule. Raises ``ChunkTampered``.
+    """
+    verify_raw(chunk.key, chunk.context, raw_block_items(chunk.item), chunk.signature)
+    report = ValidationReport()
+    builder = CopyRowsBuilder(chunk.watermark, chunk.policy)
+    records: list[QuarantineRecord] = []
+    for result in process_ndjson_lines(block_lines(chunk), chunk.ctx, report):
+        if isinstance(result, Processed):
+            builder.add(result.row)
+        else:
+            records.append(result.record)
+    rows = builder.build()
+    signature = sign_copy_output(chunk.key, chunk.context, rows.data, rows.summary(), records)
+    return CopyChunkOutput(rows, records, report, signature)
+
+
 def ack_line(
     index: int, offset: int, message_type: str, control_id: str, code: str, ack: str
 ) -> bytes:
@@ -124,8 +197,12 @@ def transform_hl7_chunk(chunk: HL7Chunk) -> ChunkOutput:
 
 
 def warm_up() -> None:
-    """Pool initializer: import the FHIR models once per process, before the first chunk."""
+    """Pool initializer: import the FHIR models once per process, before the first chunk, and
+    keep chunk buffers out of the heap (``malloc_tuning``)."""
     from clinflow.clinical.fhir_validate import resource_class
+    from clinflow.clinical.malloc_tuning import fix_mmap_threshold
+
+    fix_mmap_threshold()
 
     for name in ("Patient", "Observation", "Encounter", "Condition"):
         resource_class(name)

@@ -1,24 +1,29 @@
-"""End-to-end throughput of clinical FHIR batches through Temporal, against in-process baselines.
+"""End-to-end throughput of a clinical FHIR batch through Temporal, against same-run baselines.
 
-Starts a throw-away local stack, generates a bulk export by multiplying the Synthea corpus with
-fresh ids (``--copies``), then, in the same run and on the same machine:
+Starts a throw-away local stack, streams to disk a bulk export of ``--size-gb`` GB made by
+multiplying the Synthea corpus with fresh ids (never held in memory), then, on the same machine
+and in the same run:
 
-1. baselines in this process, one core: ``orjson.loads`` per line; validate-only
-   (``orjson`` + ``fhir.resources.R4B``); the full domain pipeline (``process_fhir_line``);
-2. end to end through Temporal (store inputs, plan, partitions, validate, COPY + merge,
-   finish) with worker layouts to compare:
-   ``pool``  one worker process validating in a 2-process ``ProcessPoolExecutor``;
-   ``procs`` two worker processes validating in a thread each (no pool).
+1. validate-only, two cores: a 2-process pool running only ``orjson.loads`` + fhir.resources
+   R4B validation over a sample of the same records (``--sample-copies`` copies of the corpus
+   per process);
+2. parse + COPY only (one process, no validation, no normalisation): ``orjson.loads``, key and
+   version, COPY text, COPY + merge into PostgreSQL, over ``--copy-sample`` records;
+3. end to end through Temporal: the inputs stored (claim check), then one ``ClinicalBatchWorkflow``
+   run by one worker process (``python -m workers.main``) validating in its process pool.
 
-Prints records/s, MB/s, the ratio to the validate-only and domain baselines (x2 for two
-cores), and the peak RSS of every worker process (pool children included).
-Usage: ``.venv/bin/python bench/bench_clinical_batch.py --copies 15 --modes pool,procs``
+Prints records/s and MB/s, the ratio to the validate-only rate and to the parse+COPY baseline,
+and the peak RSS of every worker process (main and each pool process, sampled with psutil).
+Exits 1 when a target is missed: end to end >= ``--min-ratio`` (0.70) of validate-only, and
+every worker process under ``--max-rss-mb`` (300).
+Usage: ``.venv/bin/python bench/bench_clinical_batch.py --size-gb 1``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import shutil
 import subprocess
@@ -27,13 +32,17 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import orjson
 import psutil
 
-from clinflow.clinical import ProcessContext, process_fhir_line
+from clinflow.clinical.copy_rows import CopyRowsBuilder
 from clinflow.clinical.fhir_validate import validate_resource
+from clinflow.clinical.loader import load_copy_rows
+from clinflow.clinical.models import EPOCH, FhirRow
 from clinflow.keyring import Keyring
 from clinflow.object_store import ObjectStore
 from clinflow.settings import Settings
@@ -41,67 +50,164 @@ from clinflow.stack import WEED_PORT_SPAN, LocalStack, free_port_block
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus" / "fhir" / "sample-bulk-10-patients"
+GB = 1_000_000_000
 
 
-def build_export(out: Path, copies: int, tag: str) -> tuple[int, int]:
-    """One NDJSON file per resource type, ``copies`` copies with fresh ids; (records, bytes)."""
-    out.mkdir(parents=True)
-    n = size = 0
+def corpus_templates() -> dict[str, list[tuple[bytes, bytes]]]:
+    """Per file: each record serialised around its id, as (before id, after id)."""
+    out: dict[str, list[tuple[bytes, bytes]]] = {}
     for src in sorted(CORPUS.glob("*.000.ndjson")):
-        lines = [orjson.loads(line) for line in src.read_bytes().splitlines() if line.strip()]
-        with (out / src.name).open("wb") as fh:
+        pairs = []
+        for line in src.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            doc = orjson.loads(line)
+            doc["id"] = "\x00ID\x00"
+            head, tail = orjson.dumps(doc).split(b"\\u0000ID\\u0000")
+            pairs.append((head, tail + b"\n"))
+        out[src.name] = pairs
+    return out
+
+
+def build_export(out: Path, size_bytes: int, tag: str) -> tuple[int, int]:
+    """Stream NDJSON files (one per resource type) of about ``size_bytes`` in total to ``out``:
+    copies of the corpus with fresh ids. Returns (records, bytes)."""
+    out.mkdir(parents=True)
+    templates = corpus_templates()
+    corpus_bytes = sum(len(h) + len(t) + 20 for pairs in templates.values() for h, t in pairs)
+    copies = max(1, round(size_bytes / corpus_bytes))
+    records = written = 0
+    for name, pairs in templates.items():
+        with (out / name).open("wb", buffering=4 * 1024 * 1024) as fh:
             for copy in range(copies):
-                for doc in lines:
-                    doc = dict(doc)
-                    doc["id"] = f"{tag}{copy}-{doc['id']}"[:64]
-                    data = orjson.dumps(doc) + b"\n"
-                    fh.write(data)
-                    n += 1
-                    size += len(data)
-    return n, size
+                prefix = f"{tag}{copy:05d}-".encode()
+                block = b"".join(
+                    b"".join((head, prefix, str(i).encode(), tail))
+                    for i, (head, tail) in enumerate(pairs)
+                )
+                fh.write(block)
+                records += len(pairs)
+                written += len(block)
+    return records, written
 
 
-def baselines(folder: Path) -> dict[str, float]:
-    lines = [line for p in sorted(folder.glob("*.ndjson")) for line in p.read_bytes().splitlines()]
-    ctx = ProcessContext(source_uri="bench")
-    rates = {}
-    for label, fn in (
-        ("parse only (orjson)", orjson.loads),
-        ("validate only (orjson + R4B)", lambda b: validate_resource(orjson.loads(b))),
-        ("domain pipeline (process_fhir_line)", lambda b: process_fhir_line(b, ctx)),
-    ):
+def sample_lines(folder: Path, limit: int) -> list[bytes]:
+    """The first ``limit`` records of every file (the export's mix of resource types)."""
+    lines: list[bytes] = []
+    for path in sorted(folder.glob("*.ndjson")):
+        with path.open("rb") as fh:
+            for n, line in enumerate(fh):
+                if n >= limit:
+                    break
+                lines.append(line)
+    return lines
+
+
+def _validate_only(lines: list[bytes]) -> tuple[int, float, float]:
+    from clinflow.clinical.fhir_validate import resource_class
+
+    for name in {orjson.loads(line)["resourceType"] for line in lines}:
+        resource_class(name)
+    start, cpu = time.perf_counter(), time.process_time()
+    for line in lines:
+        validate_resource(orjson.loads(line))
+    return len(lines), time.perf_counter() - start, time.process_time() - cpu
+
+
+def validate_only_two_cores(lines: list[bytes]) -> tuple[float, float]:
+    """(records/s of two processes each validating ``lines``, CPU seconds per record)."""
+    with ProcessPoolExecutor(2) as pool:
+        results = list(pool.map(_validate_only, [lines, lines]))
+    rate = sum(n / elapsed for n, elapsed, _ in results)
+    cpu = sum(c for _, _, c in results) / sum(n for n, _, _ in results)
+    return rate, cpu
+
+
+def _parse_row(line: bytes) -> FhirRow:
+    doc = orjson.loads(line)
+    meta = doc.get("meta") or {}
+    stamp = meta.get("lastUpdated")
+    body = line.rstrip(b"\n")
+    return FhirRow(
+        resource_type=doc["resourceType"],
+        id="copybase-" + doc["id"],
+        version_id=meta.get("versionId"),
+        last_updated=datetime.fromisoformat(stamp) if stamp else EPOCH,
+        last_updated_from_meta=bool(stamp),
+        body=body,
+        content_sha256=hashlib.sha256(body).hexdigest(),
+    )
+
+
+async def parse_copy_only(settings: Settings, lines: list[bytes], chunk: int = 2000) -> float:
+    """records/s of parse (orjson, key, version) + COPY + merge, no validation, one process."""
+    from clinflow.db import create_pool
+
+    pool = await create_pool(settings)
+    try:
         start = time.perf_counter()
-        for line in lines:
-            fn(line)
-        rates[label] = len(lines) / (time.perf_counter() - start)
-        print(f"  {label:<38} {rates[label]:>9,.0f} records/s (one core)")
-    return rates
+        for i in range(0, len(lines), chunk):
+            builder = CopyRowsBuilder()
+            for line in lines[i : i + chunk]:
+                builder.add(_parse_row(line))
+            async with pool.acquire() as conn:
+                await load_copy_rows(conn, builder.build(), "bench-copy-baseline", "bench")
+        return len(lines) / (time.perf_counter() - start)
+    finally:
+        await pool.close()
+
+
+def stack_cpu(home: Path) -> dict[str, float]:
+    """CPU seconds so far of the local stack's processes (by program), found by their home."""
+    out: dict[str, float] = {}
+    for proc in psutil.process_iter(["cmdline", "name"]):
+        try:
+            if str(home) not in " ".join(proc.info["cmdline"] or []):
+                continue
+            members = [proc, *proc.children(recursive=True)]
+            name = proc.info["name"]
+            for m in members:
+                t = m.cpu_times()
+                out[name] = out.get(name, 0.0) + t.user + t.system
+        except psutil.Error:
+            continue
+    return out
+
+
+def _child_label(proc: psutil.Process) -> str:
+    cmd = " ".join(proc.cmdline())
+    kind = "resource tracker" if "resource_tracker" in cmd else "pool process"
+    return f"{kind} {proc.pid}"
 
 
 class RssSampler:
-    """Peak RSS of each process (and its children) in a set of worker processes."""
+    """Peak RSS of a worker process and each of its children, sampled every 0.2 s."""
 
-    def __init__(self, pids: list[int]) -> None:
+    def __init__(self, pid: int) -> None:
         self.peaks: dict[str, int] = {}
-        self._procs = [psutil.Process(p) for p in pids]
+        self.cpu: dict[str, float] = {}
+        self.first: dict[str, int] = {}
+        self._proc = psutil.Process(pid)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for i, proc in enumerate(self._procs):
+            try:
+                members = [self._proc, *self._proc.children(recursive=True)]
+            except psutil.Error:
+                members = []
+            for m in members:
                 try:
-                    members = [proc, *proc.children(recursive=True)]
+                    label = "worker main" if m.pid == self._proc.pid else _child_label(m)
+                    rss = m.memory_info().rss
+                    times = m.cpu_times()
                 except psutil.Error:
                     continue
-                for m in members:
-                    try:
-                        label = f"worker{i}" if m.pid == proc.pid else f"worker{i}/child{m.pid}"
-                        rss = m.memory_info().rss
-                    except psutil.Error:
-                        continue
-                    self.peaks[label] = max(self.peaks.get(label, 0), rss)
+                self.cpu[label] = times.user + times.system
+                self.peaks[label] = max(self.peaks.get(label, 0), rss)
+                self.first.setdefault(label, rss)
             self._stop.wait(0.2)
 
     def stop(self) -> dict[str, int]:
@@ -111,6 +217,7 @@ class RssSampler:
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """One worker process serving every task queue (its validation pool as children)."""
     return subprocess.Popen(
         [sys.executable, "-m", "workers.main"],
         cwd=REPO,
@@ -121,19 +228,20 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-async def run_mode(settings: Settings, mode: str, export: Path, records: int, size: int) -> float:
+async def end_to_end(
+    settings: Settings, export: Path, records: int
+) -> tuple[float, float, dict[str, int], int, float]:
+    """(batch seconds, store seconds, peak RSS per worker process, partitions, CPU seconds of
+    the worker processes and the stack during the batch)."""
     from starters.clinical_cli import prepare_local, submit_batch
     from workers.client import connect_client
 
-    queue = f"bench-{mode}-{uuid.uuid4().hex[:6]}"
-    pool = 2 if mode == "pool" else 0
-    count = 1 if mode == "pool" else 2
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
     wsettings = settings.model_copy(
-        update={"clinical_task_queue": queue, "task_queue": queue + "-main",
-                "clinical_process_pool_size": pool}
-    )  # fmt: skip
+        update={"clinical_task_queue": queue, "task_queue": queue + "-main"}
+    )
     env = {**os.environ, **wsettings.to_env()}
-    procs = [await asyncio.to_thread(start_worker, env) for _ in range(count)]
+    proc = await asyncio.to_thread(start_worker, env)
     try:
         keyring = Keyring.load(settings)
         t0 = time.perf_counter()
@@ -141,35 +249,40 @@ async def run_mode(settings: Settings, mode: str, export: Path, records: int, si
             inputs = await prepare_local(store, wsettings, "fhir", export)
         t_store = time.perf_counter() - t0
         client = await connect_client(settings, keyring)
-        sampler = RssSampler([p.pid for p in procs])
+        sampler = RssSampler(proc.pid)
+        cpu_before = stack_cpu(settings.home)
         t1 = time.perf_counter()
-        sub = await submit_batch(client, wsettings, "fhir", f"bench-{mode}", inputs)
+        sub = await submit_batch(client, wsettings, "fhir", "bench", inputs)
         result = await sub.handle.result()
         elapsed = time.perf_counter() - t1
         peaks = sampler.stop()
+        cpu_after = stack_cpu(settings.home)
+        stack_used = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
+        host = [f"{k} {v:.0f}s" for k, v in sorted(stack_used.items())]
+        work = [f"{k} {v:.0f}s" for k, v in sorted(sampler.cpu.items())]
+        first = [f"{k} {v / 1e6:.0f} MB" for k, v in sorted(sampler.first.items())]
+        print(f"RSS when the batch started: {', '.join(first)}")
+        print(f"CPU during the batch: {', '.join(work)}; stack: {', '.join(host)}")
+        cpu_total = sum(stack_used.values()) + sum(sampler.cpu.values())
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, 15)
-        for p in procs:
-            p.wait(60)
-    assert result.report.valid == records, (result.report.valid, records)
-    rate = records / elapsed
-    print(
-        f"  [{mode}] store inputs {t_store:.1f}s; batch {elapsed:.1f}s: {rate:,.0f} records/s, "
-        f"{size / elapsed / 1e6:.1f} MB/s; partitions {result.partitions}, runs {result.runs}"
-    )
-    for label, rss in sorted(peaks.items()):
-        print(f"      peak RSS {label:<22} {rss / 1e6:7.0f} MB")
-    return rate
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+        proc.wait(120)
+    if result.report.valid != records or result.counts.inserted != records:
+        sys.exit(f"batch loaded {result.counts.inserted} of {records} records: {result.report}")
+    return elapsed, t_store, peaks, result.partitions, cpu_total
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--copies", type=int, default=15)
-    parser.add_argument("--modes", default="pool,procs")
-    parser.add_argument("--partition-mb", type=float, default=8.0)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--size-gb", type=float, default=1.0, help="NDJSON to generate (GB).")
+    parser.add_argument("--sample-copies", type=int, default=2, help="Validate-only sample.")
+    parser.add_argument("--copy-sample", type=int, default=100_000, help="Parse+COPY sample.")
+    parser.add_argument("--partition-mb", type=float, default=48.0)
     parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--pool", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--min-ratio", type=float, default=0.70)
+    parser.add_argument("--max-rss-mb", type=float, default=300.0)
     args = parser.parse_args()
     if not CORPUS.is_dir():
         sys.exit(f"corpus not found at {CORPUS}")
@@ -185,32 +298,92 @@ def main() -> None:
         stack_weed_base_port=free_port_block(WEED_PORT_SPAN, 40000, 50000),
         clinical_partition_bytes=int(args.partition_mb * 1024 * 1024),
         clinical_max_parallel_partitions=args.parallel,
+        clinical_process_pool_size=args.pool,
         clinical_lineage_transport="none",
     )
     stack = LocalStack(settings)
+    failures: list[str] = []
     try:
+        t0 = time.perf_counter()
+        export = home / "export"
+        records, size = build_export(export, int(args.size_gb * GB), "bench")
+        print(
+            f"export: {records:,} records, {size / 1e6:,.0f} MB in "
+            f"{len(list(export.glob('*.ndjson')))} files, written in "
+            f"{time.perf_counter() - t0:.0f}s (streamed)"
+        )
         stack.up()
-        modes = [m for m in args.modes.split(",") if m]
-        exports = {}
-        for mode in modes:
-            folder = home / f"export-{mode}"
-            records, size = build_export(folder, args.copies, f"b{mode[:2]}")
-            exports[mode] = folder
-        print(f"export: {records:,} records, {size / 1e6:.1f} MB per mode, "
-              f"{len(list(folder.glob('*.ndjson')))} files")  # fmt: skip
-        print("baselines (this process):")
-        base_rates = baselines(exports[modes[0]])
-        print("end to end through Temporal:")
-        for mode in modes:
-            rate = asyncio.run(run_mode(settings, mode, exports[mode], records, size))
-            validate = base_rates["validate only (orjson + R4B)"]
-            domain = base_rates["domain pipeline (process_fhir_line)"]
-            print(f"      ratio to validate-only x2 cores: {rate / (2 * validate):.2f}; "
-                  f"to domain pipeline x2 cores: {rate / (2 * domain):.2f}; "
-                  f"to domain pipeline one core: {rate / domain:.2f}")  # fmt: skip
+        # ``--sample-copies`` copies of the corpus: the export's exact mix of resource types.
+        sample = [
+            line
+            for path in sorted(export.glob("*.ndjson"))
+            for line in _head(path, args.sample_copies * _corpus_lines(path.name))
+        ]
+        print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores; others' work counts)")
+        before, cpu_before = validate_only_two_cores(sample)
+        print(
+            f"validate-only, 2 processes: {before:,.0f} records/s, "
+            f"{cpu_before * 1e6:.0f} us CPU per record (sample of {len(sample):,} per process)"
+        )
+        copy_lines = sample_lines(export, max(1, args.copy_sample // 14))
+        copy_rate = asyncio.run(parse_copy_only(settings, copy_lines))
+        print(
+            f"parse + COPY only, 1 process: {copy_rate:,.0f} records/s "
+            f"({len(copy_lines):,} records)"
+        )
+        elapsed, t_store, peaks, parts, cpu_e2e = asyncio.run(end_to_end(settings, export, records))
+        rate = records / elapsed
+        after, cpu_after = validate_only_two_cores(sample)
+        validate2 = (before + after) / 2
+        cpu_validate = (cpu_before + cpu_after) / 2
+        print(
+            f"validate-only again after the batch: {after:,.0f} records/s "
+            f"({cpu_after * 1e6:.0f} us CPU per record); mean {validate2:,.0f} records/s; "
+            f"load average after: {os.getloadavg()[0]:.2f}"
+        )
+        print(
+            f"end to end through Temporal (pool {args.pool}, {parts} partitions): "
+            f"{rate:,.0f} records/s, {size / elapsed / 1e6:.1f} MB/s, batch {elapsed:.0f}s "
+            f"(storing the inputs took {t_store:.0f}s more: "
+            f"{records / (elapsed + t_store):,.0f} records/s including it)"
+        )
+        ratio = rate / validate2
+        print(f"ratio to validate-only (2 cores): {ratio:.2f} (target >= {args.min_ratio:.2f})")
+        per_record = cpu_e2e / records
+        print(
+            f"CPU per record end to end (worker processes + PostgreSQL + Temporal + S3): "
+            f"{per_record * 1e6:.0f} us; validate-only {cpu_validate * 1e6:.0f} us: CPU ratio "
+            f"{cpu_validate / per_record:.2f} (the wall ratio on an otherwise idle machine)"
+        )
+        print(f"ratio to parse + COPY only (1 process): {rate / copy_rate:.2f}")
+        if ratio < args.min_ratio:
+            failures.append(f"throughput ratio {ratio:.2f} < {args.min_ratio:.2f}")
+        for label, rss in sorted(peaks.items()):
+            print(f"peak RSS {label:<18} {rss / 1e6:6.0f} MB")
+            if rss / 1e6 >= args.max_rss_mb:
+                failures.append(f"{label} peak RSS {rss / 1e6:.0f} MB >= {args.max_rss_mb:.0f}")
+        if len(peaks) < 1 + args.pool:
+            failures.append(f"sampled {len(peaks)} worker processes, expected {1 + args.pool}")
     finally:
         stack.down()
         shutil.rmtree(home, ignore_errors=True)
+    for failure in failures:
+        print(f"TARGET MISSED: {failure}")
+    sys.exit(1 if failures else 0)
+
+
+def _corpus_lines(name: str) -> int:
+    return sum(1 for line in (CORPUS / name).read_bytes().splitlines() if line.strip())
+
+
+def _head(path: Path, n: int) -> list[bytes]:
+    out: list[bytes] = []
+    with path.open("rb") as fh:
+        for line in fh:
+            if len(out) >= n:
+                break
+            out.append(line)
+    return out
 
 
 if __name__ == "__main__":

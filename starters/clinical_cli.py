@@ -43,7 +43,6 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -65,6 +64,7 @@ from clinflow.clinical.fhir_validate import is_resource_type
 from clinflow.keyring import Keyring
 from clinflow.object_store import META_ENCRYPTION, META_SHA256, META_SIZE, ObjectStore
 from clinflow.settings import Settings, get_settings
+from workflows import search_attributes
 from workflows.clinical import ClinicalBatchWorkflow, ReconciliationWorkflow
 
 console = Console()
@@ -306,8 +306,8 @@ async def submit_batch(
             id_reuse_policy=reuse,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(SearchAttributeKey.for_keyword("ClinflowKind"), "clinical"),
-                    SearchAttributePair(SearchAttributeKey.for_keyword("ClinflowSource"), source),
+                    SearchAttributePair(search_attributes.KIND, "clinical"),
+                    SearchAttributePair(search_attributes.SOURCE, source),
                 ]
             ),
         )
@@ -471,6 +471,20 @@ def register(root: typer.Typer) -> None:
         """Load HL7 v2 message files as one batch (routing, ACKs, mapping to FHIR)."""
         _ingest_command("hl7", target, source, force, wait, timeout)
 
+    demo_app = _demo_group(root)
+    if demo_app is not None:
+
+        @demo_app.command("clinical")
+        def demo_clinical(
+            timeout: Annotated[float, TIMEOUT_OPT] = 600.0,
+        ) -> None:
+            """Generate the sample FHIR export and HL7 files, load both, print the load report."""
+            settings = get_settings()
+            try:
+                asyncio.run(run_demo(settings, timeout))
+            except InputError as exc:
+                raise _fail(str(exc)) from exc
+
     @clinical_app.command("status")
     def status(batch_id: Annotated[str, typer.Argument(help="Batch (= workflow) id.")]) -> None:
         """Live state of a batch (stage, partitions, counts so far)."""
@@ -511,6 +525,67 @@ def register(root: typer.Typer) -> None:
             f"schedule {SCHEDULE_ID} {outcome}: cron {settings.clinical_reconcile_cron!r} "
             f"on {settings.clinical_task_queue}"
         )
+
+
+def _demo_group(root: typer.Typer) -> typer.Typer | None:
+    """The root's ``demo`` sub-app (registered by ``starters.cli``), if there is one."""
+    for group in root.registered_groups:
+        if group.name == "demo" and group.typer_instance is not None:
+            return group.typer_instance
+    return None
+
+
+DEMO_FHIR_SOURCE = "demo-ehr"
+DEMO_HL7_SOURCE = "demo-lab"
+
+
+async def run_demo(
+    settings: Settings, wait_seconds: float = 600.0
+) -> tuple[ClinicalBatchResult, ClinicalBatchResult]:
+    """Generate the demo data under ``<home>/demo-data/clinical``, load it through Temporal
+    (sources ``demo-ehr`` and ``demo-lab``) and print both load reports.
+
+    Idempotent: the data is deterministic, so a second run joins the completed batches.
+    """
+    from clinflow.clinical.sample_data import generate_demo_export
+
+    out = settings.home / "demo-data" / "clinical"
+    demo = await asyncio.to_thread(generate_demo_export, out)
+    results = []
+    for kind, target, source in (
+        ("fhir", demo.manifest, DEMO_FHIR_SOURCE),
+        ("hl7", demo.hl7_dir, DEMO_HL7_SOURCE),
+    ):
+        console.rule(f"{kind.upper()} demo batch from {target.relative_to(settings.home)}")
+        batch_kind: BatchKind = "fhir" if kind == "fhir" else "hl7"
+        result = await _ingest(settings, batch_kind, str(target), source, False, True, wait_seconds)
+        assert result is not None
+        print_load_report(result)
+        results.append(result)
+    return results[0], results[1]
+
+
+def print_load_report(result: ClinicalBatchResult) -> None:
+    """The demo's summary: loaded, skipped as older, quarantined by reason (and HL7 ACKs)."""
+    rep, counts = result.report, result.counts
+    table = Table("outcome", "records", title=f"Load report: {result.kind} from "
+                  f"{result.source_system} ({result.status})")  # fmt: skip
+    table.add_row("records read", str(rep.records))
+    table.add_row("loaded (inserted)", str(counts.inserted))
+    table.add_row("loaded (updated)", str(counts.updated))
+    table.add_row("skipped as older or equal", str(counts.skipped))
+    table.add_row("discarded below watermark", str(counts.discarded_below_watermark))
+    for reason, n in sorted(rep.quarantined.items()):
+        table.add_row(f"quarantined: {reason}", str(n))
+    if rep.hl7_messages:
+        table.add_row("HL7 messages", str(rep.hl7_messages))
+        for code, n in sorted(rep.hl7_acks.items()):
+            table.add_row(f"ACK {code}", str(n))
+    console.print(table)
+    for ref in result.error_objects:
+        console.print(f"error NDJSON: {ref}")
+    for ref in result.ack_objects:
+        console.print(f"ACKs: {ref}")
 
 
 async def _client(settings: Settings) -> Client:

@@ -8,6 +8,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from activities.clinical import ClinicalActivities
 from activities.clinical_transform import warm_up
 from activities.deps import Deps
+from clinflow.clinical.malloc_tuning import fix_mmap_threshold
 from clinflow.settings import Settings
 from workers.factory import QueuePlan
 from workflows.clinical import ClinicalBatchWorkflow, ReconciliationWorkflow
@@ -35,6 +36,7 @@ def clinical_plan(settings: Settings, deps: Deps) -> dict[str, QueuePlan]:
     Concurrent activities are capped near the partition window (each partition holds up to two
     chunks in memory), so the worker's memory stays bounded whatever the number of batches.
     """
+    fix_mmap_threshold()  # chunk buffers in this process too (see malloc_tuning)
     acts = ClinicalActivities(deps, validation_executor(settings))
     return {
         settings.clinical_task_queue: QueuePlan(

@@ -21,8 +21,11 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.search_attributes import ERROR_CATEGORY as CATEGORY
+from workflows.search_attributes import KIND, SOURCE, STATUS
 
 with workflow.unsafe.imports_passed_through():
     from activities.clinical import ClinicalActivities
@@ -43,10 +46,6 @@ with workflow.unsafe.imports_passed_through():
         ReconcileResult,
     )
 
-STATUS = SearchAttributeKey.for_keyword("ClinflowStatus")
-KIND = SearchAttributeKey.for_keyword("ClinflowKind")
-SOURCE = SearchAttributeKey.for_keyword("ClinflowSource")
-CATEGORY = SearchAttributeKey.for_keyword("ClinflowErrorCategory")
 
 NON_RETRYABLE = ["COMPLIANCE_BLOCK", "FATAL_SCHEMA_MISMATCH"]
 # Bookkeeping activities: short, transient failures retried with backoff.

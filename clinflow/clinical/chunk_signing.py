@@ -36,6 +36,7 @@ from clinflow.keyring import Keyring
 HKDF_INFO = b"clinflow/chunk-signing/v1"
 _RAW_TAG = b"raw-chunk/v1"
 _OUT_TAG = b"output-chunk/v1"
+_COPY_TAG = b"copy-chunk/v1"
 _U64 = struct.Struct(">Q")
 
 
@@ -117,6 +118,43 @@ def sign_output(
         _field(mac, b"1" if row.last_updated_from_meta else b"0")
         _field(mac, row.body)
         _field(mac, row.content_sha256)
+    _records(mac, records)
+    mac.update(_U64.pack(len(extras)))
+    for blob in extras:
+        _field(mac, blob)
+    return _finish(key, mac)
+
+
+def sign_copy_output(
+    key: ChunkKey,
+    context: str,
+    copy_data: bytes,
+    summary: str,
+    records: Sequence[QuarantineRecord],
+) -> str:
+    """Signature of a transformed chunk whose rows are COPY text (``copy_rows.CopyRows``):
+    the COPY bytes, the counts summary and the quarantine records."""
+    mac = _new(key, _COPY_TAG, context)
+    _field(mac, copy_data)
+    _field(mac, summary)
+    _records(mac, records)
+    return _finish(key, mac)
+
+
+def verify_copy_output(
+    key: ChunkKey,
+    context: str,
+    copy_data: bytes,
+    summary: str,
+    records: Sequence[QuarantineRecord],
+    signature: str,
+) -> None:
+    """Raise ``ChunkTampered`` unless ``signature`` is ``sign_copy_output`` of this output."""
+    expected = sign_copy_output(key, context, copy_data, summary, records)
+    _check(key, signature, expected, "load", context)
+
+
+def _records(mac: hmac.HMAC, records: Sequence[QuarantineRecord]) -> None:
     mac.update(_U64.pack(len(records)))
     for rec in records:
         _field(mac, rec.source_uri)
@@ -127,10 +165,6 @@ def sign_output(
         _field(mac, b"1" if rec.raw_truncated else b"0")
         _field(mac, str(rec.reason))
         _field(mac, rec.message)
-    mac.update(_U64.pack(len(extras)))
-    for blob in extras:
-        _field(mac, blob)
-    return _finish(key, mac)
 
 
 def _check(key: ChunkKey, signature: str, expected: str, stage: str, context: str) -> None:

@@ -102,19 +102,48 @@ def _elements(model: type[BaseModel]) -> dict[str, _Element]:
     return out
 
 
-def normalise_resource(resource: dict[str, Any]) -> Normalised:
+def normalise_resource(resource: dict[str, Any], raw: bytes | None = None) -> Normalised:
     """Normalise ``resource`` in place and return the coercions applied.
 
+    ``raw``, when given, is the JSON text ``resource`` was parsed from: if it shows that no
+    element can need a date-time offset or a code-system change (``needs_walk``), the
+    element walk is skipped; the result is the same either way.
     Never raises for content problems: unknown elements are left for validation to report.
     """
     result = Normalised()
     cls = resource_class(str(resource.get("resourceType", "")))
     if cls is None:
         return result
-    _walk(resource, cls, result.coercions)
+    if raw is None or needs_walk(raw):
+        _walk(resource, cls, result.coercions)
     if resource.get("resourceType") == "Observation":
         _normalise_observation_quantities(resource, result.coercions)
     return result
+
+
+# In ASCII JSON without escapes, every string value appears verbatim between quotes, so these
+# find every value the walk could change: naive date-times and the values of "system" keys.
+_RAW_NAIVE_DATETIME = re.compile(rb'"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"')
+_RAW_SYSTEM = re.compile(rb'"system"\s*:\s*"([^"]*)"')
+
+
+def needs_walk(raw: bytes) -> bool:
+    """False only when ``raw`` provably holds no naive date-time and no ``system`` value the
+    crosswalk would change (the walk would then change nothing).
+
+    Conservative: non-ASCII text (the walk's ``\\d`` also matches non-ASCII digits) and
+    ``\\`` escapes (a value or key may be spelled with escapes) always need the walk.
+    """
+    if not raw.isascii() or b"\\" in raw:
+        return True
+    if _RAW_NAIVE_DATETIME.search(raw):
+        return True
+    for match in _RAW_SYSTEM.finditer(raw):
+        system = match.group(1).decode("ascii")
+        canonical = canonical_system(system)
+        if canonical is not None and canonical != system:
+            return True
+    return False
 
 
 def _walk(obj: dict[str, Any], model: type[BaseModel], coercions: list[str]) -> None:

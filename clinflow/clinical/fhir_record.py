@@ -112,7 +112,7 @@ def process_fhir_resource(
     if not isinstance(rid, str) or not rid:
         return quarantine(QuarantineReason.MISSING_ID, f"{resource_type} without id")
 
-    norm = normalise_resource(doc)
+    norm = normalise_resource(doc, original)
     try:
         validate_resource(doc)
     except FhirInvalid as exc:

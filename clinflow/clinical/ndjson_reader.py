@@ -59,6 +59,7 @@ class LineSplitter:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         keep_prefix: int = DEFAULT_KEEP_PREFIX,
         resume_from: int | None = None,
+        first_index: int = 0,
     ) -> None:
         if keep_prefix > max_line_bytes:
             raise ValueError("keep_prefix must not exceed max_line_bytes")
@@ -69,7 +70,7 @@ class LineSplitter:
         self._max = max_line_bytes
         self._keep = keep_prefix
         self._resume = resume_from or 0
-        self._index = 0
+        self._index = first_index
         self._skipping = False  # inside an over-long line
         self._skip_prefix = b""
         self._skip_start = 0
