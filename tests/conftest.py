@@ -33,11 +33,30 @@ def stack_settings(home: Path) -> Settings:
     )
 
 
+def reap_orphan_stacks() -> list[Path]:
+    """Stop stacks left by test sessions that were killed before their teardown ran."""
+    reaped: list[Path] = []
+    for home in Path(tempfile.gettempdir()).glob("clinflow-test-*"):
+        owner = home / "owner.pid"
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{pid}").exists():
+            continue
+        LocalStack(Settings(home=home)).down()
+        shutil.rmtree(home, ignore_errors=True)
+        reaped.append(home)
+    return reaped
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Settings]:
     """A running Temporal + SeaweedFS + PostgreSQL stack, stopped after the session."""
+    reap_orphan_stacks()
     home = Path(tempfile.mkdtemp(prefix="clinflow-test-"))
     os.chmod(home, 0o755)
+    (home / "owner.pid").write_text(str(os.getpid()))
     settings = stack_settings(home)
     local = LocalStack(settings)
     saved = {k: v for k, v in os.environ.items() if k.startswith("CLINFLOW_")}
