@@ -194,6 +194,44 @@ def codec_server(
         sys.exit(0)
 
 
+# --------------------------------------------------------------------------- documents
+def documents_fetch(
+    document_key: Annotated[str, typer.Argument(help="doc-<sha256>-<site>-v<version>")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the plaintext.")],
+    reason: Annotated[str, typer.Option(help="Why you need the raw document (audited).")],
+    token: Annotated[
+        str | None, typer.Option(envvar="CLINFLOW_TOKEN", help="Bearer token (or CLINFLOW_TOKEN).")
+    ] = None,
+) -> None:
+    """Decrypt one stored packet document to a file (authorised roles only; audited)."""
+    from clinflow.auth import AuthError
+    from clinflow.document_access import DocumentNotFound, fetch_document
+
+    settings = get_settings()
+
+    async def run() -> Any:
+        from clinflow.db import create_pool
+
+        pool = await create_pool(settings)
+        try:
+            return await fetch_document(
+                settings, Keyring.load(settings), pool, document_key, token, out, reason=reason
+            )
+        finally:
+            await pool.close()
+
+    try:
+        copy = asyncio.run(run())
+    except AuthError as exc:
+        raise _fail(f"{exc.code}: {exc} (the attempt was audited)", code=3) from exc
+    except DocumentNotFound as exc:
+        raise _fail(exc.reason) from exc
+    console.print(
+        f"wrote {copy.size} bytes to {copy.path} (sha256 {copy.sha256[:16]}…, "
+        f"audit entry #{copy.audit_seq})"
+    )
+
+
 def _subgroup(root: typer.Typer, name: str) -> typer.Typer | None:
     for group in root.registered_groups:
         if group.name == name and group.typer_instance is not None:
@@ -210,3 +248,6 @@ def register(root: typer.Typer) -> None:
         audit = typer.Typer(help="The audit chain.", no_args_is_help=True)
         root.add_typer(audit, name="audit")
     audit.command("verify-signatures")(audit_verify_signatures)
+    documents = typer.Typer(help="Stored packet documents.", no_args_is_help=True)
+    documents.command("fetch")(documents_fetch)
+    root.add_typer(documents, name="documents")
