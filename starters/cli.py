@@ -170,23 +170,36 @@ def storage_init() -> None:
 def audit_verify(
     chain: Annotated[str, typer.Option(help="Which chain.")] = "main",
 ) -> None:
-    """Recompute the audit chain; name the first entry altered, removed or reordered."""
-    report = asyncio.run(_audit_verify(get_settings(), chain))
-    if report.ok:
-        console.print(f"[green]audit chain {chain!r} verified[/]: {report.entries} entries intact")
-        return
-    brk = report.first_break
-    assert brk is not None
-    raise fail(f"audit chain {chain!r} is broken at entry {brk.seq}: {brk.problem}", code=2)
+    """Recompute the audit chain and re-verify its e-signatures.
+
+    Names the first entry altered, removed or reordered, or counts the signed decisions
+    that no longer verify; exits 2 on either.
+    """
+    report, signatures = asyncio.run(_audit_verify(get_settings(), chain))
+    if not report.ok:
+        brk = report.first_break
+        assert brk is not None
+        raise fail(f"audit chain {chain!r} is broken at entry {brk.seq}: {brk.problem}", code=2)
+    console.print(f"[green]audit chain {chain!r} verified[/]: {report.entries} entries intact")
+    if not signatures.ok:
+        raise fail(
+            f"{signatures.failed} of {signatures.checked} signed decisions in chain {chain!r} "
+            "failed verification (see 'clinflow audit verify-signatures')",
+            code=2,
+        )
+    console.print(f"[green]{signatures.checked} signed decisions verified[/]")
 
 
-async def _audit_verify(settings: Settings, chain: str) -> Any:
+async def _audit_verify(settings: Settings, chain: str) -> tuple[Any, Any]:
+    """The chain's MAC report and the report of the e-signatures it carries."""
     from clinflow.audit_chain import AuditChain
     from clinflow.db import create_pool
+    from clinflow.esign import verify_audit_signatures
 
     pool = await create_pool(settings)
     try:
-        return await AuditChain(pool, Keyring.load(settings), chain).verify()
+        report = await AuditChain(pool, Keyring.load(settings), chain).verify()
+        return report, await verify_audit_signatures(pool, chain=chain)
     finally:
         await pool.close()
 

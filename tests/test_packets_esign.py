@@ -117,6 +117,9 @@ async def test_cli_signed_approval_is_verified_audited_and_tamper_evident(
         broken = check_of((await verify_audit_signatures(app_pool)).items)
         assert not broken.ok  # type: ignore[attr-defined]
         assert broken.code == "esign_bad_signature"  # type: ignore[attr-defined]
+        # ... and so does the operator's one command: 'clinflow audit verify' exits 2.
+        verified = await asyncio.to_thread(CliRunner().invoke, app, ["audit", "verify"])
+        assert verified.exit_code == 2, verified.output
     finally:
         await _bypass(admin_pool, update, row["seq"], row["details"])
     assert check_of((await verify_audit_signatures(app_pool)).items).ok  # type: ignore[attr-defined]
