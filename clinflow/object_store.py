@@ -661,9 +661,7 @@ class ObjectStore:
                     details={"escrow_key_id": escrow_id},
                 )
             data_key = await self._escrow.data_key(escrow_id)
-        reader = EnvelopeSegmentReader.from_prefix(
-            self._keyring, bytes(prefix), data_key=data_key
-        )
+        reader = EnvelopeSegmentReader.from_prefix(self._keyring, bytes(prefix), data_key=data_key)
         if size is None:
             full, rest = divmod(stored - reader.header_length, reader.sealed_size)
             size = full * reader.segment_size + max(rest - 16, 0)
