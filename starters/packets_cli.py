@@ -429,21 +429,24 @@ _KEY_HELP = (
     "The reviewer's Ed25519 private key (clinflow auth keygen; registered with register-key)."
 )
 _NAME_HELP = "Printed name shown with the signature; default: the reviewer id."
+# The options approve and reject share.
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded and audited).")]
+KeyOpt = Annotated[Path, typer.Option("--key", help=_KEY_HELP, exists=True, dir_okay=False)]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="Bearer token (or CLINFLOW_TOKEN).")]
+NameOpt = Annotated[str | None, typer.Option("--name", help=_NAME_HELP)]
+ReviewerOpt = Annotated[str | None, typer.Option(help="Reviewer id; default: the token's user.")]
+MeaningOpt = Annotated[str | None, typer.Option(help="Signature meaning, in words.")]
 
 
 @packets_app.command("approve")
 def approve(
     packet_id: Annotated[str, typer.Argument()],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded and audited).")],
-    key: Annotated[Path, typer.Option("--key", help=_KEY_HELP, exists=True, dir_okay=False)],
-    token: Annotated[
-        str | None, typer.Option("--token", help="Bearer token (or CLINFLOW_TOKEN).")
-    ] = None,
-    name: Annotated[str | None, typer.Option("--name", help=_NAME_HELP)] = None,
-    reviewer: Annotated[
-        str | None, typer.Option(help="Reviewer id; default: the token's user.")
-    ] = None,
-    meaning: Annotated[str | None, typer.Option(help="Signature meaning, in words.")] = None,
+    reason: ReasonOpt,
+    key: KeyOpt,
+    token: TokenOpt = None,
+    name: NameOpt = None,
+    reviewer: ReviewerOpt = None,
+    meaning: MeaningOpt = None,
 ) -> None:
     """Approve a BLOCKED packet with an e-signature (Regulatory Affairs; update ``review``)."""
     _decide(packet_id, "APPROVE", reason, token, reviewer, meaning, key, name)
@@ -452,16 +455,12 @@ def approve(
 @packets_app.command("reject")
 def reject(
     packet_id: Annotated[str, typer.Argument()],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded and audited).")],
-    key: Annotated[Path, typer.Option("--key", help=_KEY_HELP, exists=True, dir_okay=False)],
-    token: Annotated[
-        str | None, typer.Option("--token", help="Bearer token (or CLINFLOW_TOKEN).")
-    ] = None,
-    name: Annotated[str | None, typer.Option("--name", help=_NAME_HELP)] = None,
-    reviewer: Annotated[
-        str | None, typer.Option(help="Reviewer id; default: the token's user.")
-    ] = None,
-    meaning: Annotated[str | None, typer.Option(help="Signature meaning, in words.")] = None,
+    reason: ReasonOpt,
+    key: KeyOpt,
+    token: TokenOpt = None,
+    name: NameOpt = None,
+    reviewer: ReviewerOpt = None,
+    meaning: MeaningOpt = None,
 ) -> None:
     """Reject a BLOCKED packet with an e-signature (Regulatory Affairs): it ends REJECTED."""
     _decide(packet_id, "REJECT", reason, token, reviewer, meaning, key, name)
