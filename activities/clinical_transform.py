@@ -16,7 +16,11 @@ import orjson
 
 from clinflow.clinical.chunk_signing import ChunkKey, sign_copy_output, sign_output, verify_raw
 from clinflow.clinical.copy_rows import CopyRows, CopyRowsBuilder
-from clinflow.clinical.fhir_record import process_ndjson_lines
+from clinflow.clinical.fhir_record import (
+    Accepted,
+    process_ndjson_lines,
+    process_ndjson_outcomes,
+)
 from clinflow.clinical.hl7_message import count_hl7, process_hl7_message
 from clinflow.clinical.hl7_split import HL7RawMessage
 from clinflow.clinical.models import (
@@ -142,9 +146,9 @@ def transform_fhir_block(chunk: FhirBlockChunk) -> CopyChunkOutput:
     report = ValidationReport()
     builder = CopyRowsBuilder(chunk.watermark, chunk.policy)
     records: list[QuarantineRecord] = []
-    for result in process_ndjson_lines(block_lines(chunk), chunk.ctx, report):
-        if isinstance(result, Processed):
-            builder.add(result.row)
+    for result in process_ndjson_outcomes(block_lines(chunk), chunk.ctx, report):
+        if isinstance(result, Accepted):
+            builder.add(result)
         else:
             records.append(result.record)
     rows = builder.build()

@@ -10,30 +10,32 @@ re-reading them: rows received, rows dropped below the watermark, the newest
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from clinflow.clinical.loader import below_watermark
-from clinflow.clinical.models import FhirRow, WatermarkPolicy
+from clinflow.clinical.models import WatermarkPolicy
 
 STAGING_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "body", "content_sha256")
 
 
-_SPECIAL = re.compile(rb"[\\\t\n\r]")
 _STAMPS: dict[datetime, bytes] = {}  # isoformat of recent version times (exports repeat them)
 
 
 def copy_text(value: bytes) -> bytes:
     """Escape one value for COPY text format (backslash, newline, carriage return, tab)."""
-    if _SPECIAL.search(value) is None:
-        return value
-    return (
-        value.replace(b"\\", b"\\\\")
-        .replace(b"\n", b"\\n")
-        .replace(b"\r", b"\\r")
-        .replace(b"\t", b"\\t")
-    )
+    # Four byte scans (memchr) are cheaper than one regex search over a JSON body, and most
+    # bodies hold none of these bytes, or only backslashes (JSON escapes).
+    if b"\\" in value:
+        value = value.replace(b"\\", b"\\\\")
+    if b"\n" in value:
+        value = value.replace(b"\n", b"\\n")
+    if b"\r" in value:
+        value = value.replace(b"\r", b"\\r")
+    if b"\t" in value:
+        value = value.replace(b"\t", b"\\t")
+    return value
 
 
 def _stamp(when: datetime) -> bytes:
@@ -47,21 +49,45 @@ def _stamp(when: datetime) -> bytes:
     return text
 
 
-def copy_line(row: FhirRow) -> bytes:
+class StagingRow(Protocol):
+    """The fields of a staging row: ``FhirRow``, or the transform's ``fhir_record.Accepted``."""
+
+    @property
+    def resource_type(self) -> str: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def version_id(self) -> str | None: ...
+
+    @property
+    def last_updated(self) -> datetime: ...
+
+    @property
+    def last_updated_from_meta(self) -> bool: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def content_sha256(self) -> str: ...
+
+
+def copy_line(row: StagingRow) -> bytes:
     """One staging row (``STAGING_COLUMNS``) in COPY text format, newline included."""
     version = b"\\N" if row.version_id is None else copy_text(row.version_id.encode())
-    return (
-        b"\t".join(
-            (
-                copy_text(row.resource_type.encode()),
-                copy_text(row.id.encode()),
-                version,
-                _stamp(row.last_updated),
-                copy_text(row.body),
-                row.content_sha256.encode(),
-            )
+    # The newline rides on the short last field: appending it to the joined line would copy
+    # the whole body once more.
+    return b"\t".join(
+        (
+            copy_text(row.resource_type.encode()),
+            copy_text(row.id.encode()),
+            version,
+            _stamp(row.last_updated),
+            copy_text(row.body),
+            row.content_sha256.encode() + b"\n",
         )
-        + b"\n"
     )
 
 
@@ -90,7 +116,7 @@ class CopyRowsBuilder:
     _parts: list[bytes] = field(default_factory=list)
     _out: CopyRows = field(default_factory=CopyRows)
 
-    def add(self, row: FhirRow) -> None:
+    def add(self, row: StagingRow) -> None:
         out = self._out
         out.received += 1
         if row.last_updated_from_meta and (

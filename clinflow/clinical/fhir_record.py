@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,10 +44,46 @@ from clinflow.clinical.models import (
 from clinflow.clinical.ndjson_reader import RawLine
 
 
+@dataclass(slots=True)
+class Accepted:
+    """The fields of a valid record's row, before any model is built (the block path turns
+    them straight into COPY text; ``process_fhir_line`` wraps them in ``FhirRow``)."""
+
+    resource_type: str
+    id: str
+    version_id: str | None
+    last_updated: datetime
+    last_updated_from_meta: bool
+    body: bytes
+    content_sha256: str
+    coercions: list[str]
+
+    def processed(self) -> Processed:
+        """The row models of this record: what ``process_fhir_line`` returns for it."""
+        row = FhirRow(
+            resource_type=self.resource_type,
+            id=self.id,
+            version_id=self.version_id,
+            last_updated=self.last_updated,
+            last_updated_from_meta=self.last_updated_from_meta,
+            body=self.body,
+            content_sha256=self.content_sha256,
+        )
+        return Processed(row=row, coercions=self.coercions)
+
+
 def process_fhir_line(
     raw: bytes | RawLine, ctx: ProcessContext, *, offset: int = 0, line_index: int | None = None
 ) -> Processed | Quarantined:
     """Parse, normalise and validate one line. Never raises for bad content."""
+    outcome = fhir_line_outcome(raw, ctx, offset=offset, line_index=line_index)
+    return outcome.processed() if isinstance(outcome, Accepted) else outcome
+
+
+def fhir_line_outcome(
+    raw: bytes | RawLine, ctx: ProcessContext, *, offset: int = 0, line_index: int | None = None
+) -> Accepted | Quarantined:
+    """``process_fhir_line`` without building the row models. Never raises for bad content."""
     if isinstance(raw, RawLine):
         line = raw
     else:
@@ -82,7 +119,7 @@ def process_fhir_line(
         return quarantine(QuarantineReason.INVALID_JSON, f"invalid JSON at char {exc.pos}")
     if not isinstance(doc, dict):
         return quarantine(QuarantineReason.NOT_AN_OBJECT, f"JSON {type(doc).__name__}, not object")
-    return process_fhir_resource(doc, line.data, ctx, quarantine)
+    return fhir_resource_outcome(doc, line.data, ctx, quarantine)
 
 
 def process_fhir_resource(
@@ -95,6 +132,17 @@ def process_fhir_resource(
 
     ``quarantine(reason, message)`` builds the caller's quarantine result.
     """
+    outcome = fhir_resource_outcome(doc, original, ctx, quarantine)
+    return outcome.processed() if isinstance(outcome, Accepted) else outcome
+
+
+def fhir_resource_outcome(
+    doc: dict[str, Any],
+    original: bytes | None,
+    ctx: ProcessContext,
+    quarantine: Callable[[QuarantineReason, str], Quarantined],
+) -> Accepted | Quarantined:
+    """``process_fhir_resource`` without building the row models."""
     resource_type = doc.get("resourceType")
     if not isinstance(resource_type, str) or not resource_type:
         return quarantine(QuarantineReason.MISSING_RESOURCE_TYPE, "no resourceType")
@@ -132,16 +180,16 @@ def process_fhir_resource(
         last_updated = ctx.fallback_last_updated or EPOCH
         coercions.append("last_updated_fallback")
     body = original if (original is not None and not norm.coercions) else orjson.dumps(doc)
-    row = FhirRow(
-        resource_type=resource_type,
-        id=rid,
-        version_id=str(version_id) if version_id is not None else None,
-        last_updated=last_updated,
-        last_updated_from_meta=from_meta,
-        body=body,
-        content_sha256=hashlib.sha256(body).hexdigest(),
+    return Accepted(
+        resource_type,
+        rid,
+        str(version_id) if version_id is not None else None,
+        last_updated,
+        from_meta,
+        body,
+        hashlib.sha256(body).hexdigest(),
+        coercions,
     )
-    return Processed(row=row, coercions=coercions)
 
 
 def process_ndjson_lines(
@@ -155,3 +203,36 @@ def process_ndjson_lines(
         result = process_fhir_line(line, ctx)
         report.add(result)
         yield result
+
+
+def process_ndjson_outcomes(
+    lines: Iterable[RawLine], ctx: ProcessContext, report: ValidationReport
+) -> Iterator[Accepted | Quarantined]:
+    """``process_ndjson_lines`` yielding ``Accepted`` instead of ``Processed``: the same
+    records, the same counts in ``report``, without building a model per row.
+
+    The blank, record and valid counts of accepted rows reach ``report`` when the iteration
+    ends (or the generator is closed); the per-key counts as each record is yielded.
+    """
+    by_type = report.by_resource_type
+    coercions = report.coercions
+    blank = accepted = 0
+    try:
+        for line in lines:
+            if line.is_blank:
+                blank += 1
+                continue
+            result = fhir_line_outcome(line, ctx)
+            if isinstance(result, Accepted):
+                # ValidationReport.add for a Processed result, inlined.
+                accepted += 1
+                for code in result.coercions:
+                    coercions[code] = coercions.get(code, 0) + 1
+                by_type[result.resource_type] = by_type.get(result.resource_type, 0) + 1
+            else:
+                report.add(result)
+            yield result
+    finally:
+        report.blank_lines += blank
+        report.records += accepted
+        report.valid += accepted

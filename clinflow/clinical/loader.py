@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
 
@@ -74,7 +74,17 @@ FROM merged
 """
 
 
-def below_watermark(row: FhirRow, watermark: datetime | None) -> bool:
+class VersionedRow(Protocol):
+    """What the watermark rule reads of a row (``FhirRow``, or the transform's ``Accepted``)."""
+
+    @property
+    def last_updated(self) -> datetime: ...
+
+    @property
+    def last_updated_from_meta(self) -> bool: ...
+
+
+def below_watermark(row: VersionedRow, watermark: datetime | None) -> bool:
     """True when ``row`` is older than ``watermark`` by its own meta.lastUpdated."""
     return watermark is not None and row.last_updated_from_meta and row.last_updated < watermark
 
