@@ -228,6 +228,11 @@ async def test_unanswered_block_escalates_and_keeps_waiting(
     handle = await env.start(inp)
     escalated = await env.wait_status(handle, {S.ESCALATED})
     assert escalated.escalated
+    # The status flips first; the audit entry follows from its own activity.
+    for _ in range(100):
+        if "packet.review.escalated" in await audit_actions(app_pool, inp.packet_id):
+            break
+        await asyncio.sleep(0.1)
     assert "packet.review.escalated" in await audit_actions(app_pool, inp.packet_id)
     await handle.signal(
         SitePacketWorkflow.approve, kim.review(escalated, "APPROVE", "escalation handled")
