@@ -197,8 +197,9 @@ class LocalStack:
     """Start, stop and inspect the local servers for one ``Settings``."""
 
     def __init__(self, settings: Settings, *, echo: Callable[[str], None] | None = None) -> None:
-        self.settings = settings
-        self.home = settings.home.resolve()
+        # An absolute home, so processes started in other directories find the same state.
+        self.settings = settings.model_copy(update={"home": settings.home.resolve()})
+        self.home = self.settings.home
         self.state_file = self.home / "stack.json"
         self.logs = self.home / "logs"
         self._echo = echo or (lambda _msg: None)

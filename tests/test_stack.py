@@ -124,3 +124,10 @@ async def test_migrations_recorded_and_idempotent(stack: Settings) -> None:
     finally:
         await conn.close()
     assert [r["version"] for r in rows] == [m.version for m in load_migrations()]
+
+
+def test_relative_home_is_made_absolute_for_child_processes(tmp_path: Path) -> None:
+    relative = Path(os.path.relpath(tmp_path / "state", Path.cwd()))
+    local = LocalStack(Settings(home=relative))
+    assert local.settings.home.is_absolute()
+    assert local.settings.to_env()["CLINFLOW_HOME"] == str((tmp_path / "state").resolve())
