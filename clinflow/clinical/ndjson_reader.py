@@ -217,35 +217,42 @@ def read_file_range(
             yield block
 
 
-def gunzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Decompress a gzip stream (concatenated members too) chunk by chunk."""
-    decomp = zlib.decompressobj(wbits=47)
-    for chunk in chunks:
+class _Gunzip:
+    """Incremental gzip decoding (concatenated members too), shared by both chunk readers."""
+
+    def __init__(self) -> None:
+        self._decomp = zlib.decompressobj(wbits=47)
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
         while chunk:
-            out = decomp.decompress(chunk, READ_CHUNK)
+            out = self._decomp.decompress(chunk, READ_CHUNK)
             if out:
                 yield out
-            chunk = decomp.unconsumed_tail
-            if decomp.eof:
-                chunk = decomp.unused_data + chunk
-                decomp = zlib.decompressobj(wbits=47)
-    tail = decomp.flush()
+            chunk = self._decomp.unconsumed_tail
+            if self._decomp.eof:
+                chunk = self._decomp.unused_data + chunk
+                self._decomp = zlib.decompressobj(wbits=47)
+
+    def flush(self) -> bytes:
+        return self._decomp.flush()
+
+
+def gunzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Decompress a gzip stream (concatenated members too) chunk by chunk."""
+    gz = _Gunzip()
+    for chunk in chunks:
+        yield from gz.feed(chunk)
+    tail = gz.flush()
     if tail:
         yield tail
 
 
 async def agunzip_chunks(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     """The async twin of ``gunzip_chunks``."""
-    decomp = zlib.decompressobj(wbits=47)
+    gz = _Gunzip()
     async for chunk in chunks:
-        while chunk:
-            out = decomp.decompress(chunk, READ_CHUNK)
-            if out:
-                yield out
-            chunk = decomp.unconsumed_tail
-            if decomp.eof:
-                chunk = decomp.unused_data + chunk
-                decomp = zlib.decompressobj(wbits=47)
-    tail = decomp.flush()
+        for out in gz.feed(chunk):
+            yield out
+    tail = gz.flush()
     if tail:
         yield tail
