@@ -9,6 +9,8 @@ spawned pool processes and import no temporalio.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +20,7 @@ from clinflow.clinical.chunk_signing import ChunkKey, sign_copy_output, sign_out
 from clinflow.clinical.copy_rows import CopyRows, CopyRowsBuilder
 from clinflow.clinical.fhir_record import (
     Accepted,
+    line_fields,
     process_ndjson_lines,
     process_ndjson_outcomes,
 )
@@ -31,8 +34,8 @@ from clinflow.clinical.models import (
     ValidationReport,
     WatermarkPolicy,
 )
-from clinflow.clinical.ndjson_blocks import RawBlock
-from clinflow.clinical.ndjson_reader import LineSplitter, RawLine
+from clinflow.clinical.ndjson_blocks import RawBlock, block_line_fields
+from clinflow.clinical.ndjson_reader import LineFields, RawLine
 
 
 @dataclass
@@ -121,19 +124,17 @@ def raw_block_items(item: RawBlock | RawLine) -> list[tuple[int, bytes]]:
     return [(item.offset, item.data)]
 
 
-def block_lines(chunk: FhirBlockChunk) -> list[RawLine]:
+def block_lines(chunk: FhirBlockChunk) -> Iterator[LineFields]:
     """The lines of a block chunk, with the offsets and indexes the line reader gives them."""
     item = chunk.item
     if isinstance(item, RawLine):
-        return [item]
-    splitter = LineSplitter(
-        item.offset,
+        return line_fields([item])
+    return block_line_fields(
+        item,
         max_line_bytes=chunk.max_line_bytes,
         keep_prefix=chunk.keep_prefix,
         resume_from=chunk.resume_from,
-        first_index=item.index,
     )
-    return splitter.feed(item.data) + splitter.finish()
 
 
 def transform_fhir_block(chunk: FhirBlockChunk) -> CopyChunkOutput:
@@ -198,6 +199,11 @@ def transform_hl7_chunk(chunk: HL7Chunk) -> ChunkOutput:
         )
     signature = sign_output(chunk.key, chunk.context, rows, records, acks)
     return ChunkOutput(rows, records, report, signature, acks)
+
+
+def pool_ready() -> int:
+    """A no-op task: one per pool process starts (and warms) every process."""
+    return os.getpid()
 
 
 def warm_up() -> None:

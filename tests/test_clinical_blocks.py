@@ -1,8 +1,11 @@
-"""The block path (raw blocks to the transform, COPY text back) equals the line-by-line path."""
+"""The block path (raw blocks to the transform, binary COPY tuples back) equals the line-by-line
+path."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+import struct
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -19,8 +22,9 @@ from activities.clinical_transform import (
 )
 from clinflow.clinical import ProcessContext, ValidationReport, iter_ndjson_range
 from clinflow.clinical.chunk_signing import ChunkKey, ChunkTampered, sign_raw, verify_copy_output
-from clinflow.clinical.copy_rows import CopyRowsBuilder, copy_text
-from clinflow.clinical.ndjson_blocks import RawBlock, aiter_ndjson_blocks
+from clinflow.clinical.copy_rows import CopyRowsBuilder, pg_micros
+from clinflow.clinical.ndjson_blocks import RawBlock, aiter_ndjson_blocks, block_line_fields
+from clinflow.clinical.ndjson_reader import LineSplitter
 
 KEY = ChunkKey("k1", b"\x01" * 32)
 CTX = ProcessContext(source_uri="s3://b/Patient.ndjson", expected_resource_type="Patient")
@@ -114,8 +118,26 @@ def test_block_path_matches_line_path(max_line: int, resume: int, feed: int) -> 
         assert ref_report.quarantined.get("LINE_TOO_LONG", 0) >= 1
 
 
-def test_copy_rows_escape_and_watermark() -> None:
-    assert copy_text(b"a\\b\tc\nd\re") == b"a\\\\b\\tc\\nd\\re"
+def copy_tuples(data: bytes) -> list[list[bytes | None]]:
+    """Decode binary COPY tuples (no header or trailer) into their field values."""
+    rows, pos = [], 0
+    while pos < len(data):
+        (count,) = struct.unpack_from("!h", data, pos)
+        pos += 2
+        fields: list[bytes | None] = []
+        for _ in range(count):
+            (size,) = struct.unpack_from("!i", data, pos)
+            pos += 4
+            if size < 0:
+                fields.append(None)
+                continue
+            fields.append(data[pos : pos + size])
+            pos += size
+        rows.append(fields)
+    return rows
+
+
+def test_copy_rows_binary_and_watermark() -> None:
     lines = [patient(1, "2020-01-01T00:00:00+00:00"), patient(2, "2025-01-01T00:00:00+00:00")]
     data = b"\n".join(lines) + b"\n"
     item = RawBlock(0, 0, data, 2)
@@ -127,9 +149,12 @@ def test_copy_rows_escape_and_watermark() -> None:
     out = transform_fhir_block(chunk).rows
     assert (out.kept, out.received, out.discarded_below_watermark) == (1, 2, 1)
     assert out.max_last_updated == datetime(2025, 1, 1, tzinfo=UTC)
-    fields = out.data.rstrip(b"\n").split(b"\t")
-    assert fields[:4] == [b"Patient", b"p2", b"2", b"2025-01-01T00:00:00+00:00"]
-    assert b"Tab\\\\there2" in fields[4]  # JSON's own escape, doubled for COPY
+    [fields] = copy_tuples(out.data)
+    stamp = struct.pack("!q", pg_micros(datetime(2025, 1, 1, tzinfo=UTC)))
+    assert fields[:4] == [b"Patient", b"p2", b"2", stamp]
+    assert fields[4] == lines[1]  # the body as received: JSON escapes untouched
+    assert fields[5] is not None and len(fields[5]) == 64
+    assert pg_micros(datetime(2000, 1, 1, 0, 0, 1)) == 1_000_000  # naive is UTC
 
 
 def test_block_tampering_is_detected() -> None:
@@ -148,3 +173,32 @@ def test_block_tampering_is_detected() -> None:
             KEY, "c", out.rows.data.replace(b"p1", b"p9"), out.rows.summary(), out.records,
             out.signature,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_block_line_fields_equal_the_line_splitter(seed: int) -> None:
+    """Random blocks of short, exact-limit, over-long, blank, CR-only and unterminated lines."""
+    rng = random.Random(seed)
+    max_line, keep = 64, 16
+    pieces = []
+    for _ in range(rng.randrange(1, 40)):
+        size = rng.choice([0, 1, max_line - 1, max_line, max_line + 1, rng.randrange(300)])
+        body = bytes(rng.choice(b"ab {}\r\t") for _ in range(size))
+        pieces.append(body + rng.choice([b"\n", b"\r\n", b"\n"]))
+    if rng.random() < 0.5:
+        pieces[-1] = pieces[-1].rstrip(b"\n")  # end of stream without a newline
+    data = b"".join(pieces)
+    offset, index = rng.randrange(10_000), rng.randrange(100)
+    resume = offset + rng.randrange(len(data) + 1) if rng.random() < 0.5 else 0
+    splitter = LineSplitter(
+        offset, max_line_bytes=max_line, keep_prefix=keep, resume_from=resume, first_index=index
+    )
+    expected = [
+        (line.offset, line.index, line.data, line.length, line.too_long)
+        for line in splitter.feed(data) + splitter.finish()
+    ]
+    block = RawBlock(offset, index, data, len(pieces))
+    got = list(
+        block_line_fields(block, max_line_bytes=max_line, keep_prefix=keep, resume_from=resume)
+    )
+    assert got == expected

@@ -102,19 +102,23 @@ def _elements(model: type[BaseModel]) -> dict[str, _Element]:
     return out
 
 
-def normalise_resource(resource: dict[str, Any], raw: bytes | None = None) -> Normalised:
+def normalise_resource(
+    resource: dict[str, Any], raw: bytes | None = None, *, naive_datetimes: bool = True
+) -> Normalised:
     """Normalise ``resource`` in place and return the coercions applied.
 
     ``raw``, when given, is the JSON text ``resource`` was parsed from: if it shows that no
     element can need a date-time offset or a code-system change (``needs_walk``), the
-    element walk is skipped; the result is the same either way.
+    element walk is skipped; the result is the same either way. ``naive_datetimes=False``
+    tells that no dateTime/instant element lacks its offset (the resource passed R4B
+    validation, which refuses those), so the raw text is not searched for them.
     Never raises for content problems: unknown elements are left for validation to report.
     """
     result = Normalised()
     cls = resource_class(str(resource.get("resourceType", "")))
     if cls is None:
         return result
-    if raw is None or needs_walk(raw):
+    if raw is None or needs_walk(raw, naive_datetimes=naive_datetimes):
         _walk(resource, cls, result.coercions)
     if resource.get("resourceType") == "Observation":
         _normalise_observation_quantities(resource, result.coercions)
@@ -132,29 +136,41 @@ _DATE_PART_LEN = len(b'"2020-01-01')
 _RAW_SYSTEM = re.compile(rb'"system"\s*:\s*"([^"]*)"')
 
 
-def needs_walk(raw: bytes) -> bool:
+def needs_walk(raw: bytes, *, naive_datetimes: bool = True) -> bool:
     """False only when ``raw`` provably holds no naive date-time and no ``system`` value the
-    crosswalk would change (the walk would then change nothing).
+    crosswalk would change (the walk would then change nothing). With
+    ``naive_datetimes=False`` the caller already knows there is no naive date-time.
 
     Conservative: non-ASCII text (the walk's ``\\d`` also matches non-ASCII digits) and
     ``\\`` escapes (a value or key may be spelled with escapes) always need the walk.
     """
     if not raw.isascii() or b"\\" in raw:
         return True
-    for match in _RAW_NAIVE_TIME.finditer(raw):
-        start = match.start() - _DATE_PART_LEN
-        if start >= 0 and _RAW_DATE_PART.match(raw, start, match.start()):
-            return True
-    return any(_system_changes(system) for system in _RAW_SYSTEM.findall(raw))
+    if naive_datetimes:
+        for match in _RAW_NAIVE_TIME.finditer(raw):
+            start = match.start() - _DATE_PART_LEN
+            if start >= 0 and _RAW_DATE_PART.match(raw, start, match.start()):
+                return True
+    systems = _RAW_SYSTEM.findall(raw)
+    if not systems or _STABLE_SYSTEMS.issuperset(systems):
+        return False
+    return any(_system_changes(system) for system in systems)
+
+
+# ``system`` values the crosswalk leaves as they are: exports repeat a handful of code systems,
+# so after the first records one set lookup answers for all of a record's values.
+_STABLE_SYSTEMS: set[bytes] = set()
 
 
 @lru_cache(maxsize=4096)
 def _system_changes(system: bytes) -> bool:
-    """True when the crosswalk would replace this (ASCII) ``system`` value. Cached: exports
-    repeat a handful of code systems."""
+    """True when the crosswalk would replace this (ASCII) ``system`` value."""
     text = system.decode("ascii")
     canonical = canonical_system(text)
-    return canonical is not None and canonical != text
+    changes = canonical is not None and canonical != text
+    if not changes and len(_STABLE_SYSTEMS) < 4096:
+        _STABLE_SYSTEMS.add(system)
+    return changes
 
 
 def _walk(obj: dict[str, Any], model: type[BaseModel], coercions: list[str]) -> None:

@@ -3,8 +3,11 @@
 Checks run in a fixed order and the first failure decides the reason code: line too long,
 invalid UTF-8, invalid JSON, not a JSON object, missing ``resourceType``, unknown
 ``resourceType``, type other than the file promises, missing ``id``, structural validation
-(``fhir.resources.R4B``, see ``fhir_validate``). Normalisation (``fhir_normalise``) runs before
-validation, so a dateTime that only lacks its offset is repaired and counted, not quarantined.
+(``fhir.resources.R4B``, see ``fhir_validate``). What is validated is the normalised resource
+(``fhir_normalise``), so a dateTime that only lacks its offset is repaired and counted, not
+quarantined. The record is validated as received first: R4B refuses date-times without an
+offset, so a valid record needs no search for them, and only a refused one is normalised in
+full and validated again (the other normalisations never change validity).
 
 Row keys: primary key ``(resourceType, id)``; version ``meta.versionId`` and
 ``meta.lastUpdated``. A record without ``meta.lastUpdated`` takes ``ctx.fallback_last_updated``
@@ -41,7 +44,7 @@ from clinflow.clinical.models import (
     QuarantineRecord,
     ValidationReport,
 )
-from clinflow.clinical.ndjson_reader import RawLine
+from clinflow.clinical.ndjson_reader import LineFields, RawLine
 
 
 @dataclass(slots=True)
@@ -85,41 +88,82 @@ def fhir_line_outcome(
 ) -> Accepted | Quarantined:
     """``process_fhir_line`` without building the row models. Never raises for bad content."""
     if isinstance(raw, RawLine):
-        line = raw
-    else:
-        data = raw.rstrip(b"\r\n")
-        line = RawLine(offset, line_index or 0, data, len(raw))
+        return _line_outcome(raw.data, raw.offset, raw.index, raw.length, raw.too_long, ctx)
+    data = raw.rstrip(b"\r\n")
+    return _line_outcome(data, offset, line_index, len(raw), False, ctx)
 
-    def quarantine(reason: QuarantineReason, message: str) -> Quarantined:
-        return Quarantined(
-            record=QuarantineRecord(
-                source_uri=ctx.source_uri,
-                line_index=line.index if isinstance(raw, RawLine) else line_index,
-                byte_offset=line.offset,
-                raw=line.data,
-                raw_truncated=line.too_long,
-                reason=reason,
-                message=message,
-                attempt=ctx.attempt,
-            )
+
+def _quarantined(
+    ctx: ProcessContext,
+    data: bytes,
+    offset: int,
+    index: int | None,
+    truncated: bool,
+    reason: QuarantineReason,
+    message: str,
+) -> Quarantined:
+    return Quarantined(
+        record=QuarantineRecord(
+            source_uri=ctx.source_uri,
+            line_index=index,
+            byte_offset=offset,
+            raw=data,
+            raw_truncated=truncated,
+            reason=reason,
+            message=message,
+            attempt=ctx.attempt,
         )
+    )
 
-    if line.too_long:
-        return quarantine(
+
+def _line_outcome(
+    data: bytes,
+    offset: int,
+    index: int | None,
+    length: int,
+    too_long: bool,
+    ctx: ProcessContext,
+) -> Accepted | Quarantined:
+    """The checks of one line (``data`` without its newline), in the module's fixed order."""
+    if too_long:
+        return _quarantined(
+            ctx,
+            data,
+            offset,
+            index,
+            True,
             QuarantineReason.LINE_TOO_LONG,
-            f"line of {line.length} bytes exceeds the maximum; prefix of {len(line.data)} kept",
+            f"line of {length} bytes exceeds the maximum; prefix of {len(data)} kept",
         )
     try:
-        line.data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return quarantine(QuarantineReason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}")
-    try:
-        doc = orjson.loads(line.data)
+        doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        return quarantine(QuarantineReason.INVALID_JSON, f"invalid JSON at char {exc.pos}")
+        # orjson accepts only valid UTF-8, so the UTF-8 check (which comes first in the reason
+        # order) is only needed for lines it rejects.
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            reason, message = QuarantineReason.INVALID_UTF8, f"invalid UTF-8 at byte {bad.start}"
+        else:
+            reason, message = QuarantineReason.INVALID_JSON, f"invalid JSON at char {exc.pos}"
+        return _quarantined(ctx, data, offset, index, False, reason, message)
     if not isinstance(doc, dict):
-        return quarantine(QuarantineReason.NOT_AN_OBJECT, f"JSON {type(doc).__name__}, not object")
-    return fhir_resource_outcome(doc, line.data, ctx, quarantine)
+        return _quarantined(
+            ctx,
+            data,
+            offset,
+            index,
+            False,
+            QuarantineReason.NOT_AN_OBJECT,
+            f"JSON {type(doc).__name__}, not object",
+        )
+    outcome = _resource_outcome(doc, data, ctx)
+    if isinstance(outcome, Accepted):
+        return outcome
+    reason, message, coercions = outcome
+    result = _quarantined(ctx, data, offset, index, False, reason, message)
+    result.coercions.extend(coercions)
+    return result
 
 
 def process_fhir_resource(
@@ -132,50 +176,67 @@ def process_fhir_resource(
 
     ``quarantine(reason, message)`` builds the caller's quarantine result.
     """
-    outcome = fhir_resource_outcome(doc, original, ctx, quarantine)
-    return outcome.processed() if isinstance(outcome, Accepted) else outcome
+    outcome = _resource_outcome(doc, original, ctx)
+    if isinstance(outcome, Accepted):
+        return outcome.processed()
+    reason, message, coercions = outcome
+    result = quarantine(reason, message)
+    result.coercions.extend(coercions)
+    return result
 
 
-def fhir_resource_outcome(
-    doc: dict[str, Any],
-    original: bytes | None,
-    ctx: ProcessContext,
-    quarantine: Callable[[QuarantineReason, str], Quarantined],
-) -> Accepted | Quarantined:
-    """``process_fhir_resource`` without building the row models."""
+# Why a resource was refused: reason, PHI-free message, coercions applied before the refusal.
+_Refusal = tuple[QuarantineReason, str, list[str]]
+
+
+def _resource_outcome(
+    doc: dict[str, Any], original: bytes | None, ctx: ProcessContext
+) -> Accepted | _Refusal:
+    """The resource checks, normalisation and validation; a refusal is returned as data."""
     resource_type = doc.get("resourceType")
     if not isinstance(resource_type, str) or not resource_type:
-        return quarantine(QuarantineReason.MISSING_RESOURCE_TYPE, "no resourceType")
+        return QuarantineReason.MISSING_RESOURCE_TYPE, "no resourceType", []
     if resource_class(resource_type) is None:
-        return quarantine(
+        return (
             QuarantineReason.UNKNOWN_RESOURCE_TYPE,
             f"resourceType {resource_type[:64]!r} is not an R4 resource",
+            [],
         )
     if ctx.expected_resource_type and resource_type != ctx.expected_resource_type:
-        return quarantine(
+        return (
             QuarantineReason.RESOURCE_TYPE_MISMATCH,
             f"{resource_type} in a file of {ctx.expected_resource_type}",
+            [],
         )
     rid = doc.get("id")
     if not isinstance(rid, str) or not rid:
-        return quarantine(QuarantineReason.MISSING_ID, f"{resource_type} without id")
+        return QuarantineReason.MISSING_ID, f"{resource_type} without id", []
 
-    norm = normalise_resource(doc, original)
     try:
         validate_resource(doc)
-    except FhirInvalid as exc:
-        result = quarantine(QuarantineReason.FHIR_VALIDATION, str(exc))
-        result.coercions.extend(norm.coercions)
-        return result
+    except FhirInvalid as first:
+        # Normalisation may repair it (a date-time without its offset): normalise, and
+        # validate what would be stored.
+        norm = normalise_resource(doc, original)
+        if not norm.coercions:
+            return QuarantineReason.FHIR_VALIDATION, str(first), norm.coercions
+        try:
+            validate_resource(doc)
+        except FhirInvalid as exc:
+            return QuarantineReason.FHIR_VALIDATION, str(exc), norm.coercions
+    else:
+        # Valid as received: R4B refuses date-times without an offset, so none is there, and
+        # the other normalisations (code-system URIs, UCUM quantities) keep a resource valid.
+        norm = normalise_resource(doc, original, naive_datetimes=False)
 
-    coercions = list(norm.coercions)
+    coercions = norm.coercions.copy()
     meta_value = doc.get("meta")
     meta: dict[str, Any] = meta_value if isinstance(meta_value, dict) else {}
     version_id = meta.get("versionId")
     last_updated_raw = meta.get("lastUpdated")
     from_meta = isinstance(last_updated_raw, str)
     if from_meta:
-        last_updated = datetime.fromisoformat(str(last_updated_raw))
+        last_updated = _instant(str(last_updated_raw))
     else:
         last_updated = ctx.fallback_last_updated or EPOCH
         coercions.append("last_updated_fallback")
@@ -192,6 +253,20 @@ def fhir_resource_outcome(
     )
 
 
+_INSTANTS: dict[str, datetime] = {}  # parsed meta.lastUpdated values (exports repeat them)
+
+
+def _instant(text: str) -> datetime:
+    """``datetime.fromisoformat(text)``, cached: an export's records share few version times."""
+    when = _INSTANTS.get(text)
+    if when is None:
+        when = datetime.fromisoformat(text)
+        if len(_INSTANTS) >= 4096:
+            _INSTANTS.clear()
+        _INSTANTS[text] = when
+    return when
+
+
 def process_ndjson_lines(
     lines: Iterable[RawLine], ctx: ProcessContext, report: ValidationReport
 ) -> Iterator[Processed | Quarantined]:
@@ -206,10 +281,11 @@ def process_ndjson_lines(
 
 
 def process_ndjson_outcomes(
-    lines: Iterable[RawLine], ctx: ProcessContext, report: ValidationReport
+    lines: Iterable[LineFields], ctx: ProcessContext, report: ValidationReport
 ) -> Iterator[Accepted | Quarantined]:
-    """``process_ndjson_lines`` yielding ``Accepted`` instead of ``Processed``: the same
-    records, the same counts in ``report``, without building a model per row.
+    """``process_ndjson_lines`` over line fields (``ndjson_blocks.block_line_fields``,
+    ``line_fields``), yielding ``Accepted`` instead of ``Processed``: the same records, the same
+    counts in ``report``, without building a model or a ``RawLine`` per record.
 
     The blank, record and valid counts of accepted rows reach ``report`` when the iteration
     ends (or the generator is closed); the per-key counts as each record is yielded.
@@ -218,11 +294,12 @@ def process_ndjson_outcomes(
     coercions = report.coercions
     blank = accepted = 0
     try:
-        for line in lines:
-            if line.is_blank:
+        for offset, index, data, length, too_long in lines:
+            # A record starts with "{"; only a line starting with whitespace can be blank.
+            if not too_long and (not data or data[0] in _WHITESPACE) and not data.strip():
                 blank += 1
                 continue
-            result = fhir_line_outcome(line, ctx)
+            result = _line_outcome(data, offset, index, length, too_long, ctx)
             if isinstance(result, Accepted):
                 # ValidationReport.add for a Processed result, inlined.
                 accepted += 1
@@ -236,3 +313,12 @@ def process_ndjson_outcomes(
         report.blank_lines += blank
         report.records += accepted
         report.valid += accepted
+
+
+_WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() removes
+
+
+def line_fields(lines: Iterable[RawLine]) -> Iterator[LineFields]:
+    """``RawLine`` objects as the fields ``process_ndjson_outcomes`` reads."""
+    for line in lines:
+        yield line.offset, line.index, line.data, line.length, line.too_long

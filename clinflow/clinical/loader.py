@@ -140,7 +140,7 @@ async def load_chunk(
 async def load_copy_rows(
     conn: asyncpg.Connection, rows: CopyRows, batch_id: str, source_system: str
 ) -> LoadCounts:
-    """``load_chunk`` for rows already in COPY text format (see ``copy_rows``).
+    """``load_chunk`` for rows already encoded as binary COPY tuples (see ``copy_rows``).
 
     Same staging table, merge, counts and promises; the watermark was applied when ``rows``
     was built.
@@ -154,7 +154,10 @@ async def load_copy_rows(
     async with conn.transaction():
         await conn.execute(_STAGING_DDL)
         await conn.copy_to_table(
-            "fhir_staging", source=_BytesSource(rows.data), columns=_STAGING_COLUMNS
+            "fhir_staging",
+            source=_BinaryCopySource(rows.data),
+            columns=_STAGING_COLUMNS,
+            format="binary",
         )
         result = await conn.fetchrow(_MERGE, source_system, batch_id)
     assert result is not None
@@ -169,16 +172,21 @@ async def load_copy_rows(
     )
 
 
-class _BytesSource:
-    """An async iterable over one bytes object in 1 MiB slices (what asyncpg's COPY reads)."""
+class _BinaryCopySource:
+    """An async iterable over one chunk's binary COPY tuples, framed by the format's header and
+    trailer, in 1 MiB slices (what asyncpg's COPY reads)."""
 
-    def __init__(self, data: bytes, step: int = 1024 * 1024) -> None:
-        self._view = memoryview(data)
+    def __init__(self, tuples: bytes, step: int = 1024 * 1024) -> None:
+        self._view = memoryview(tuples)
         self._step = step
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._gen()
 
     async def _gen(self) -> AsyncIterator[bytes]:
+        from clinflow.clinical.copy_rows import BINARY_HEADER, BINARY_TRAILER
+
+        yield BINARY_HEADER
         for i in range(0, len(self._view), self._step):
             yield bytes(self._view[i : i + self._step])
+        yield BINARY_TRAILER

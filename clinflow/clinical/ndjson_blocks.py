@@ -14,10 +14,15 @@ inside a block keep the same absolute offsets and stream indexes ``ndjson_reader
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 
-from clinflow.clinical.ndjson_reader import DEFAULT_KEEP_PREFIX, DEFAULT_MAX_LINE_BYTES, RawLine
+from clinflow.clinical.ndjson_reader import (
+    DEFAULT_KEEP_PREFIX,
+    DEFAULT_MAX_LINE_BYTES,
+    LineFields,
+    RawLine,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,40 @@ class RawBlock:
     @property
     def next_offset(self) -> int:
         return self.offset + len(self.data)
+
+
+def block_line_fields(
+    block: RawBlock,
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    keep_prefix: int = DEFAULT_KEEP_PREFIX,
+    resume_from: int = 0,
+) -> Iterator[LineFields]:
+    """The lines of ``block`` as ``LineFields``: what ``LineSplitter(block.offset,
+    first_index=block.index, ...)`` yields over ``block.data``, without a ``RawLine`` each.
+
+    A trailing ``\\r`` is dropped; a line longer than ``max_line_bytes`` comes out
+    ``too_long`` with its first ``keep_prefix`` bytes; lines starting before ``resume_from``
+    are skipped but still counted in the indexes; the last line may lack its newline.
+    """
+    data = block.data
+    offset, index = block.offset, block.index
+    pos = 0
+    end = len(data)
+    while pos < end:
+        nl = data.find(b"\n", pos)
+        stop = end if nl < 0 else nl
+        length = stop - pos + (0 if nl < 0 else 1)
+        if offset + pos >= resume_from:
+            if stop - pos > max_line_bytes:
+                yield offset + pos, index, data[pos : pos + keep_prefix], length, True
+            else:
+                if stop > pos and data[stop - 1] == 13:  # "\r"
+                    yield offset + pos, index, data[pos : stop - 1], length, False
+                else:
+                    yield offset + pos, index, data[pos:stop], length, False
+        index += 1
+        pos += length
 
 
 class BlockCutter:

@@ -48,6 +48,11 @@ class RawLine:
         return self.offset + self.length
 
 
+# A line as plain fields: (offset, index, data, length, too_long), the fields of ``RawLine``.
+# The transform's hot loop reads these tuples instead of building one object per line.
+LineFields = tuple[int, int, bytes, int, bool]
+
+
 class LineSplitter:
     """Incremental splitter behind both readers; feed chunks, then call ``finish``."""
 

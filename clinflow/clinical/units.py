@@ -183,7 +183,11 @@ def normalise_quantity(quantity: dict[str, Any], loinc: str | None) -> QuantityR
     except UnitError:
         coercions.append("unit_not_convertible")
         return QuantityResult(out, tuple(coercions))
-    out["value"] = affine.apply(float(value))
+    converted = affine.apply(float(value))
+    if not math.isfinite(converted):  # a value too large for the target unit: keep it as is
+        coercions.append("unit_not_convertible")
+        return QuantityResult(out, tuple(coercions))
+    out["value"] = converted
     out["code"] = analyte.canonical
     out["unit"] = analyte.canonical
     coercions.append(f"unit_converted:{code}->{analyte.canonical}")

@@ -91,3 +91,24 @@ def test_quarantine_message_carries_no_values() -> None:
     assert "birthDate" in result.record.message
     assert "SECRET" not in result.record.message
     assert result.record.raw == line
+
+
+def test_invalid_utf8_wins_over_invalid_json() -> None:
+    """UTF-8 is checked before JSON: a line that is both is INVALID_UTF8, wherever the bad
+    bytes are (in a string, a key, outside any string) and whatever kind of bad sequence."""
+    ctx = ProcessContext(source_uri="f")
+    cases = [
+        b'{"resourceType": "Patient", "id": "\xed\xa0\x80"}',  # UTF-8-encoded surrogate
+        b'{"resourceType": "Patient", "id": "\xc0\xaf"}',  # overlong encoding
+        b'{"resourceType": "Patient", "\xf4\x90\x80\x80": 1}',  # beyond U+10FFFF, in a key
+        b'{"resourceType": "Patient", "id": \xff',  # truncated JSON and a bad byte
+        b"\xe2\x82",  # truncated sequence, not JSON at all
+    ]
+    for line in cases:
+        result = process_fhir_line(line, ctx)
+        assert isinstance(result, Quarantined), line
+        assert result.record.reason == QuarantineReason.INVALID_UTF8, line
+        assert result.record.message.startswith("invalid UTF-8 at byte "), line
+    truncated = process_fhir_line(b'{"resourceType": "Patient", "id": ', ctx)
+    assert isinstance(truncated, Quarantined)
+    assert truncated.record.reason == QuarantineReason.INVALID_JSON

@@ -10,7 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from clinflow.clinical import ProcessContext, Processed, process_fhir_line
+from clinflow.clinical import (
+    ProcessContext,
+    Processed,
+    Quarantined,
+    QuarantineReason,
+    process_fhir_line,
+)
 from clinflow.clinical.code_systems import canonical_system
 from clinflow.clinical.units import normalise_quantity
 
@@ -162,3 +168,27 @@ def test_last_updated_fallback_and_version() -> None:
     res = process({"resourceType": "Patient", "id": "p", "meta": {"versionId": "3"}})
     assert res.row.last_updated == datetime(1970, 1, 1, tzinfo=UTC)
     assert res.row.version_id == "3"
+
+
+def test_conversion_that_overflows_keeps_the_value() -> None:
+    quantity = {"value": 1e308, "unit": "mmol/L", "code": "mmol/L",
+                "system": "http://unitsofmeasure.org"}  # fmt: skip
+    res = normalise_quantity(quantity, "2345-7")
+    assert res.quantity["value"] == 1e308 and res.quantity["code"] == "mmol/L"
+    assert "unit_not_convertible" in res.coercions
+
+
+def test_refused_record_is_judged_after_normalisation() -> None:
+    """A record refused as received is normalised and validated again: a missing offset alone
+    is repaired; with another fault the reason names that fault only, and the coercions that
+    were applied are kept on the quarantine record."""
+    repaired = process(observation(effectiveDateTime="2021-04-05T10:11:12"))
+    assert body(repaired)["effectiveDateTime"] == "2021-04-05T10:11:12+00:00"
+    line = orjson.dumps(observation(effectiveDateTime="2021-04-05T10:11:12", subject=5))
+    result = process_fhir_line(line, ProcessContext(source_uri="f"))
+    assert isinstance(result, Quarantined)
+    assert result.record.reason == QuarantineReason.FHIR_VALIDATION
+    assert "subject" in result.record.message
+    assert "effectiveDateTime" not in result.record.message
+    assert "datetime_offset_added" in result.coercions
+    assert result.record.raw == line  # the record as received
