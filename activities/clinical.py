@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -48,6 +48,7 @@ from activities.clinical_transform import (
     CopyChunkOutput,
     FhirBlockChunk,
     HL7Chunk,
+    pool_ready,
     raw_block_items,
     transform_fhir_block,
     transform_hl7_chunk,
@@ -97,11 +98,14 @@ from clinflow.errors import FatalSchemaMismatch, RecoverableTimeout
 
 T = TypeVar("T")
 
-# A chunk is at most chunk_rows records and at most this many bytes: with up to
-# 2 x max_parallel chunks in flight (raw and COPY text), this bounds the worker's memory.
+# A chunk is at most chunk_rows records and at most this many bytes. Chunks in flight (raw
+# block out, COPY tuples back) are capped per worker process: 2 per validation process plus
+# the one being committed, at least one per running partition, at most PIPELINE_DEPTH_MAX per
+# partition. So the worker's memory is bounded whatever the input, and a partition running
+# alone (the tail of a batch) still keeps two validation processes busy while it commits.
 CHUNK_MAX_BYTES = 2 * 1024 * 1024
 HL7_MAX_FILE_BYTES = 256 * 1024 * 1024
-PIPELINE_DEPTH = 2
+PIPELINE_DEPTH_MAX = 3
 NOT_RECHECKED = frozenset({QuarantineReason.LINE_TOO_LONG, QuarantineReason.RESOURCE_TYPE_MISMATCH})
 
 _PROGRESS_GET = """
@@ -164,6 +168,10 @@ class ClinicalActivities:
     def __init__(self, deps: Deps, executor: Executor | None = None) -> None:
         self.deps = deps
         self.executor = executor
+        self._pool_started = False
+        # Chunks in flight in this process, over all running partitions (see CHUNK_MAX_BYTES).
+        self._in_flight = 0
+        self._chunk_budget = 2 * max(deps.settings.clinical_process_pool_size, 1) + 1
         self.lineage = LineageEmitter(deps.settings)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -181,6 +189,16 @@ class ClinicalActivities:
             outputs=[LineageDataset(namespace=pg_ns, name=t) for t in tables],
         )
 
+    def _start_pool(self) -> None:
+        """Start and warm every validation process now (no-op tasks), so they are ready
+        while the batch is being planned instead of when its first chunk arrives. A process
+        pool spawns one process per submission while none is idle."""
+        if self._pool_started or not isinstance(self.executor, ProcessPoolExecutor):
+            return
+        self._pool_started = True
+        for _ in range(self.deps.settings.clinical_process_pool_size):
+            self.executor.submit(pool_ready)
+
     async def _run_cpu(self, fn: Callable[[Any], T], arg: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, fn, arg)
@@ -197,6 +215,7 @@ class ClinicalActivities:
     @taxonomy_errors
     async def begin_batch(self, req: BeginBatchRequest) -> datetime | None:
         """Record the batch, read the watermark, audit and emit START. Idempotent."""
+        self._start_pool()
         async with self.deps.pool.acquire() as conn:
             await start_batch(conn, req.batch_id, req.source_system, req.kind)
             watermark = await get_watermark(conn, req.source_system)
@@ -537,7 +556,10 @@ class ClinicalActivities:
 
         async def drain_one() -> None:
             fut, context, next_offset = pending.popleft()
-            out = await fut
+            try:
+                out = await fut
+            finally:
+                self._in_flight -= 1
             await self._commit_chunk(task, out, context, key, progress, next_offset)
 
         try:
@@ -557,13 +579,17 @@ class ClinicalActivities:
                 )
                 job = asyncio.ensure_future(self._run_cpu(transform_fhir_block, chunk))
                 pending.append((job, context, item.next_offset))
-                while len(pending) >= PIPELINE_DEPTH:
+                self._in_flight += 1
+                while len(pending) >= PIPELINE_DEPTH_MAX or (
+                    len(pending) > 1 and self._in_flight > self._chunk_budget
+                ):
                     await drain_one()
             while pending:
                 await drain_one()
         finally:
             for fut, _, _ in pending:
                 fut.cancel()
+            self._in_flight -= len(pending)
 
     async def _load_hl7(self, task: PartitionTask, progress: _Progress) -> str:
         """Whole-file HL7 partition: messages in chunks; ACKs for every message stored in S3."""
