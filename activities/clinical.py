@@ -548,7 +548,7 @@ class ClinicalActivities:
             yield item
 
     async def _load_fhir(self, task: PartitionTask, progress: _Progress) -> None:
-        """Raw blocks go to the transform pool; COPY text comes back: one hand-over per chunk."""
+        """Raw blocks go to the transform pool; COPY tuples come back: one hand-over per chunk."""
         key = chunk_key(self.deps.keyring)
         ctx = self._context(task)
         resume = progress.offset

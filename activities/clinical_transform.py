@@ -111,7 +111,7 @@ class FhirBlockChunk:
 
 @dataclass
 class CopyChunkOutput:
-    """COPY text rows, quarantine records and the report of one chunk, signed for the loader."""
+    """COPY tuples, quarantine records and the report of one chunk, signed for the loader."""
 
     rows: CopyRows
     records: list[QuarantineRecord]
@@ -138,7 +138,7 @@ def block_lines(chunk: FhirBlockChunk) -> Iterator[LineFields]:
 
 
 def transform_fhir_block(chunk: FhirBlockChunk) -> CopyChunkOutput:
-    """Verify, process and sign one raw block; rows come back as COPY text.
+    """Verify, process and sign one raw block; rows come back as binary COPY tuples.
 
     Same records, rows, quarantine reasons and counts as ``transform_fhir_chunk`` over the same
     lines followed by ``load_chunk``'s watermark rule. Raises ``ChunkTampered``.

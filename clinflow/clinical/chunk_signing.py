@@ -132,7 +132,7 @@ def sign_copy_output(
     summary: str,
     records: Sequence[QuarantineRecord],
 ) -> str:
-    """Signature of a transformed chunk whose rows are COPY text (``copy_rows.CopyRows``):
+    """Signature of a transformed chunk whose rows are binary COPY tuples (``copy_rows.CopyRows``):
     the COPY bytes, the counts summary and the quarantine records."""
     mac = _new(key, _COPY_TAG, context)
     _field(mac, copy_data)

@@ -50,7 +50,7 @@ from clinflow.clinical.ndjson_reader import LineFields, RawLine
 @dataclass(slots=True)
 class Accepted:
     """The fields of a valid record's row, before any model is built (the block path turns
-    them straight into COPY text; ``process_fhir_line`` wraps them in ``FhirRow``)."""
+    them straight into binary COPY tuples; ``process_fhir_line`` wraps them in ``FhirRow``)."""
 
     resource_type: str
     id: str

@@ -1,7 +1,7 @@
 """Keep a loader process's resident memory flat while it handles multi-megabyte chunks.
 
 glibc raises its mmap threshold each time a large block is freed, after which chunk-sized
-buffers (a few MB of NDJSON or COPY text, allocated and freed thousands of times per batch) come
+buffers (a few MB of NDJSON or COPY data, allocated and freed thousands of times per batch) come
 from the heap and fragment it, so RSS creeps up over a long load. Fixing the threshold at 1 MiB
 keeps such buffers in their own mappings, returned to the system when freed. A no-op where the
 C library is not glibc.
