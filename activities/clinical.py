@@ -136,6 +136,7 @@ class _Progress:
     done: bool
     report: ValidationReport
     counts: LoadCounts
+    insert_first: bool = True  # try COPY straight into the table (see loader.load_copy_rows)
 
 
 def _json(model: ValidationReport | LoadCounts) -> str:
@@ -378,7 +379,11 @@ class ClinicalActivities:
         report = progress.report.merge(out.report)
         async with self.deps.pool.acquire() as conn, conn.transaction():
             if isinstance(out, CopyChunkOutput):
-                counts = await load_copy_rows(conn, out.rows, task.batch_id, task.source_system)
+                counts, refused = await load_copy_rows(
+                    conn, out.rows, insert_first=progress.insert_first
+                )
+                if refused:  # keys already stored (a reload, updates): merge the rest directly
+                    progress.insert_first = False
             else:
                 counts = await load_chunk(
                     conn,
@@ -576,6 +581,8 @@ class ClinicalActivities:
                     resume_from=resume,
                     watermark=task.watermark,
                     policy=task.options.watermark_policy,
+                    source_system=task.source_system,
+                    batch_id=task.batch_id,
                 )
                 job = asyncio.ensure_future(self._run_cpu(transform_fhir_block, chunk))
                 pending.append((job, context, item.next_offset))

@@ -107,6 +107,8 @@ class FhirBlockChunk:
     resume_from: int
     watermark: datetime | None
     policy: WatermarkPolicy
+    source_system: str = ""
+    batch_id: str = ""
 
 
 @dataclass
@@ -145,7 +147,7 @@ def transform_fhir_block(chunk: FhirBlockChunk) -> CopyChunkOutput:
     """
     verify_raw(chunk.key, chunk.context, raw_block_items(chunk.item), chunk.signature)
     report = ValidationReport()
-    builder = CopyRowsBuilder(chunk.watermark, chunk.policy)
+    builder = CopyRowsBuilder(chunk.watermark, chunk.policy, chunk.source_system, chunk.batch_id)
     records: list[QuarantineRecord] = []
     for result in process_ndjson_outcomes(block_lines(chunk), chunk.ctx, report):
         if isinstance(result, Accepted):

@@ -155,11 +155,11 @@ async def parse_copy_only(settings: Settings, lines: list[bytes], chunk: int = 2
     try:
         start = time.perf_counter()
         for i in range(0, len(lines), chunk):
-            builder = CopyRowsBuilder()
+            builder = CopyRowsBuilder(source_system="bench", batch_id="bench-copy-baseline")
             for line in lines[i : i + chunk]:
                 builder.add(_parse_row(line))
             async with pool.acquire() as conn:
-                await load_copy_rows(conn, builder.build(), "bench-copy-baseline", "bench")
+                await load_copy_rows(conn, builder.build())
         return len(lines) / (time.perf_counter() - start)
     finally:
         await pool.close()

@@ -144,16 +144,16 @@ def test_copy_rows_binary_and_watermark() -> None:
     mark = datetime(2024, 1, 1, tzinfo=UTC)
     chunk = FhirBlockChunk(
         "c", item, sign_raw(KEY, "c", raw_block_items(item)), CTX, KEY, 1 << 20, 1024, 0, mark,
-        "discard",
+        "discard", "src", "batch-1",
     )  # fmt: skip
     out = transform_fhir_block(chunk).rows
     assert (out.kept, out.received, out.discarded_below_watermark) == (1, 2, 1)
     assert out.max_last_updated == datetime(2025, 1, 1, tzinfo=UTC)
     [fields] = copy_tuples(out.data)
     stamp = struct.pack("!q", pg_micros(datetime(2025, 1, 1, tzinfo=UTC)))
-    assert fields[:4] == [b"Patient", b"p2", b"2", stamp]
-    assert fields[4] == lines[1]  # the body as received: JSON escapes untouched
-    assert fields[5] is not None and len(fields[5]) == 64
+    assert fields[:6] == [b"Patient", b"p2", b"2", stamp, b"src", b"batch-1"]
+    assert fields[6] == b"\x01" + lines[1]  # jsonb: version 1, the body as received
+    assert fields[7] is not None and len(fields[7]) == 64
     assert pg_micros(datetime(2000, 1, 1, 0, 0, 1)) == 1_000_000  # naive is UTC
 
 

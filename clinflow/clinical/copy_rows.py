@@ -8,11 +8,15 @@ count without re-reading them: rows received, rows dropped below the watermark, 
 ``meta.lastUpdated``. ``CopyRowsBuilder.add`` applies the same watermark rule as
 ``loader.load_chunk``, so both paths load and count the same rows. Pure; safe in a process pool.
 
+Tuples have the columns of ``fhir_resources`` (``COPY_COLUMNS``, source system and batch id
+included), so the loader can COPY a chunk straight into the table when none of its keys is
+stored yet, and otherwise into a staging table of the same shape for the merge.
+
 Why binary: a JSON body goes in as its bytes, with no escaping on our side and no unescaping on
 the server's (text format doubles every backslash of a JSON escape). A tuple is a 16-bit field
 count, then per field a 32-bit length (-1 for NULL) and the value: text as UTF-8 bytes,
-``timestamptz`` as signed 64-bit microseconds since 2000-01-01 UTC. ``BINARY_HEADER`` and
-``BINARY_TRAILER`` frame the tuples of one COPY.
+``timestamptz`` as signed 64-bit microseconds since 2000-01-01 UTC, ``jsonb`` as a version byte
+(1) and the JSON text. ``BINARY_HEADER`` and ``BINARY_TRAILER`` frame the tuples of one COPY.
 """
 
 from __future__ import annotations
@@ -22,10 +26,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from clinflow.clinical.loader import below_watermark
 from clinflow.clinical.models import WatermarkPolicy
 
-STAGING_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "body", "content_sha256")
+COPY_COLUMNS = (
+    "resource_type",
+    "id",
+    "version_id",
+    "last_updated",
+    "source_system",
+    "batch_id",
+    "body",
+    "content_sha256",
+)
 
 # Signature, flags (no OIDs), header extension length.
 BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
@@ -36,7 +48,8 @@ _MICROSECOND = timedelta(microseconds=1)
 _I32 = struct.Struct("!i")
 _TUPLE_START = struct.Struct("!hi")  # field count, length of the first field
 _NULL = _I32.pack(-1)
-_STAMP_AND_BODY = struct.Struct("!iqi")  # 8, microseconds, length of the body
+_STAMP = struct.Struct("!iq")  # 8, microseconds
+_JSONB_VERSION = b"\x01"
 _SHA_HEX = _I32.pack(64)
 
 _MICROS: dict[datetime, int] = {}  # recent version times (exports repeat them)
@@ -52,6 +65,21 @@ def pg_micros(when: datetime) -> int:
             _MICROS.clear()
         _MICROS[when] = micros
     return micros
+
+
+class VersionedRow(Protocol):
+    """What the watermark rule reads of a row (``FhirRow``, or the transform's ``Accepted``)."""
+
+    @property
+    def last_updated(self) -> datetime: ...
+
+    @property
+    def last_updated_from_meta(self) -> bool: ...
+
+
+def below_watermark(row: VersionedRow, watermark: datetime | None) -> bool:
+    """True when ``row`` is older than ``watermark`` by its own meta.lastUpdated."""
+    return watermark is not None and row.last_updated_from_meta and row.last_updated < watermark
 
 
 class StagingRow(Protocol):
@@ -79,8 +107,9 @@ class StagingRow(Protocol):
     def content_sha256(self) -> str: ...
 
 
-def copy_tuple(row: StagingRow, parts: list[bytes]) -> None:
-    """Append one staging row (``STAGING_COLUMNS``) as a binary COPY tuple to ``parts``.
+def copy_tuple(row: StagingRow, parts: list[bytes], source_batch: bytes) -> None:
+    """Append one row (``COPY_COLUMNS``) as a binary COPY tuple to ``parts``;
+    ``source_batch`` is the encoded source system and batch id fields (``CopyRowsBuilder``).
 
     The body is appended as its own part, so joining the parts copies it once.
     """
@@ -92,12 +121,15 @@ def copy_tuple(row: StagingRow, parts: list[bytes]) -> None:
     parts.append(
         b"".join(
             (
-                _TUPLE_START.pack(6, len(rtype)),
+                _TUPLE_START.pack(len(COPY_COLUMNS), len(rtype)),
                 rtype,
                 _I32.pack(len(rid)),
                 rid,
                 version,
-                _STAMP_AND_BODY.pack(8, pg_micros(row.last_updated), len(body)),
+                _STAMP.pack(8, pg_micros(row.last_updated)),
+                source_batch,
+                _I32.pack(len(body) + 1),
+                _JSONB_VERSION,
             )
         )
     )
@@ -119,6 +151,7 @@ class CopyRows:
     received: int = 0
     discarded_below_watermark: int = 0
     max_last_updated: datetime | None = None
+    unique_keys: bool = True  # no (resource type, id) twice among the kept rows
 
     def summary(self) -> str:
         """Canonical text of the counts (signed together with ``data``)."""
@@ -128,12 +161,21 @@ class CopyRows:
 
 @dataclass
 class CopyRowsBuilder:
-    """Accumulates rows; ``build`` returns the ``CopyRows``."""
+    """Accumulates rows of one source system and batch; ``build`` returns the ``CopyRows``."""
 
     watermark: datetime | None = None
     policy: WatermarkPolicy = "discard"
+    source_system: str = ""
+    batch_id: str = ""
     _parts: list[bytes] = field(default_factory=list)
+    _keys: set[tuple[str, str]] = field(default_factory=set)
     _out: CopyRows = field(default_factory=CopyRows)
+    _source_batch: bytes = b""
+
+    def __post_init__(self) -> None:
+        self._source_batch = _len_prefixed(self.source_system.encode()) + _len_prefixed(
+            self.batch_id.encode()
+        )
 
     def add(self, row: StagingRow) -> None:
         out = self._out
@@ -146,9 +188,15 @@ class CopyRowsBuilder:
             out.discarded_below_watermark += 1
             return
         out.kept += 1
-        copy_tuple(row, self._parts)
+        keys = self._keys
+        key = (row.resource_type, row.id)
+        if key in keys:
+            out.unique_keys = False
+        keys.add(key)
+        copy_tuple(row, self._parts, self._source_batch)
 
     def build(self) -> CopyRows:
         self._out.data = b"".join(self._parts)
         self._parts = []
+        self._keys = set()
         return self._out

@@ -1,4 +1,5 @@
-"""Loading FHIR rows into PostgreSQL: COPY into a staging table, one merge per chunk.
+"""Loading FHIR rows into PostgreSQL: one COPY per chunk, straight into the table or into a
+staging table and one merge.
 
 ``load_chunk`` promises:
 
@@ -13,6 +14,14 @@
   is older than the source's committed high-water mark are dropped and counted
   (``discarded_below_watermark``); rows whose version time is a fallback are never dropped.
 
+How: a chunk (binary COPY tuples, see ``copy_rows``) whose keys are all distinct is first
+COPYed straight into ``fhir_resources`` inside a savepoint; that succeeds exactly when none of
+its keys is stored yet (every row an insert, which is what the merge would do) and costs
+PostgreSQL about a third less per row than staging and merging. If any key is already there
+the unique index refuses the COPY, the savepoint rolls back and the chunk goes the general way:
+COPY into a temporary staging table and one ``INSERT ... ON CONFLICT`` merge. A caller that
+learns its rows are mostly stored (a reload) can skip the first attempt (``insert_first``).
+
 Raises ``asyncpg.PostgresError`` subclasses on database failures (retryable by the caller:
 the chunk is all-or-nothing).
 """
@@ -21,14 +30,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
 
+from clinflow.clinical.copy_rows import (
+    BINARY_HEADER,
+    BINARY_TRAILER,
+    COPY_COLUMNS,
+    CopyRows,
+    CopyRowsBuilder,
+    below_watermark,
+)
 from clinflow.clinical.models import FhirRow, LoadCounts, WatermarkPolicy
 
-if TYPE_CHECKING:
-    from clinflow.clinical.copy_rows import CopyRows
+__all__ = ["below_watermark", "load_chunk", "load_copy_rows"]
 
 # Staged bodies are read once by the merge: stored uncompressed (no pglz work on the way in
 # and out; ~10% less PostgreSQL CPU per row measured on Synthea data).
@@ -38,24 +53,26 @@ CREATE TEMP TABLE fhir_staging (
     id             text        NOT NULL,
     version_id     text,
     last_updated   timestamptz NOT NULL,
-    body           text        STORAGE EXTERNAL NOT NULL,
+    source_system  text        NOT NULL,
+    batch_id       text        NOT NULL,
+    body           jsonb       STORAGE EXTERNAL NOT NULL,
     content_sha256 text        NOT NULL
 ) ON COMMIT DROP
 """
 
-_STAGING_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "body", "content_sha256")
-
 _MERGE = """
 WITH src AS (
     SELECT DISTINCT ON (resource_type, id)
-           resource_type, id, version_id, last_updated, body, content_sha256
+           resource_type, id, version_id, last_updated, source_system, batch_id, body,
+           content_sha256
     FROM fhir_staging
     ORDER BY resource_type, id, last_updated DESC, content_sha256 DESC
 ), merged AS (
     INSERT INTO fhir_resources AS t
         (resource_type, id, version_id, last_updated, source_system, batch_id, body,
          content_sha256)
-    SELECT resource_type, id, version_id, last_updated, $1, $2, body::jsonb, content_sha256
+    SELECT resource_type, id, version_id, last_updated, source_system, batch_id, body,
+           content_sha256
     FROM src
     ORDER BY resource_type, id
     ON CONFLICT (resource_type, id) DO UPDATE SET
@@ -74,21 +91,6 @@ FROM merged
 """
 
 
-class VersionedRow(Protocol):
-    """What the watermark rule reads of a row (``FhirRow``, or the transform's ``Accepted``)."""
-
-    @property
-    def last_updated(self) -> datetime: ...
-
-    @property
-    def last_updated_from_meta(self) -> bool: ...
-
-
-def below_watermark(row: VersionedRow, watermark: datetime | None) -> bool:
-    """True when ``row`` is older than ``watermark`` by its own meta.lastUpdated."""
-    return watermark is not None and row.last_updated_from_meta and row.last_updated < watermark
-
-
 async def load_chunk(
     conn: asyncpg.Connection,
     rows: Sequence[FhirRow],
@@ -98,70 +100,49 @@ async def load_chunk(
     watermark: datetime | None = None,
     policy: WatermarkPolicy = "discard",
 ) -> LoadCounts:
-    """Stage ``rows`` with COPY and merge them into ``fhir_resources`` (see module docstring)."""
-    kept = list(rows)
-    discarded = 0
-    if watermark is not None and policy == "discard":
-        kept = [r for r in rows if not below_watermark(r, watermark)]
-        discarded = len(rows) - len(kept)
-    stamps = [r.last_updated for r in rows if r.last_updated_from_meta]
-    newest = max(stamps) if stamps else None
-    if not kept:
-        return LoadCounts(
-            received=len(rows), discarded_below_watermark=discarded, max_last_updated=newest
-        )
-    records = [
-        (
-            r.resource_type,
-            r.id,
-            r.version_id,
-            r.last_updated,
-            r.body.decode("utf-8"),
-            r.content_sha256,
-        )
-        for r in kept
-    ]
-    async with conn.transaction():
-        await conn.execute(_STAGING_DDL)
-        await conn.copy_records_to_table("fhir_staging", records=records, columns=_STAGING_COLUMNS)
-        result = await conn.fetchrow(_MERGE, source_system, batch_id)
-    assert result is not None
-    inserted, updated = int(result["inserted"]), int(result["updated"])
-    return LoadCounts(
-        received=len(rows),
-        inserted=inserted,
-        updated=updated,
-        skipped=len(kept) - inserted - updated,
-        discarded_below_watermark=discarded,
-        max_last_updated=newest,
-    )
+    """Load ``rows`` of one source and batch into ``fhir_resources`` (see module docstring)."""
+    builder = CopyRowsBuilder(watermark, policy, source_system, batch_id)
+    for row in rows:
+        builder.add(row)
+    counts, _ = await load_copy_rows(conn, builder.build())
+    return counts
 
 
 async def load_copy_rows(
-    conn: asyncpg.Connection, rows: CopyRows, batch_id: str, source_system: str
-) -> LoadCounts:
+    conn: asyncpg.Connection, rows: CopyRows, *, insert_first: bool = True
+) -> tuple[LoadCounts, bool]:
     """``load_chunk`` for rows already encoded as binary COPY tuples (see ``copy_rows``).
 
-    Same staging table, merge, counts and promises; the watermark was applied when ``rows``
-    was built.
+    Same promises; the watermark was applied when ``rows`` was built. Returns the counts and
+    whether a COPY straight into the table was refused because a key is stored already (the
+    caller may then stop trying it: ``insert_first=False``).
     """
     if not rows.kept:
-        return LoadCounts(
-            received=rows.received,
-            discarded_below_watermark=rows.discarded_below_watermark,
-            max_last_updated=rows.max_last_updated,
-        )
+        return _counts(rows, 0, 0), False
+    refused = False
     async with conn.transaction():
+        if insert_first and rows.unique_keys:
+            try:
+                async with conn.transaction():  # a savepoint: a refused COPY leaves no trace
+                    await _copy(conn, "fhir_resources", rows)
+            except asyncpg.UniqueViolationError:
+                refused = True  # some key is stored already: merge
+            else:
+                return _counts(rows, rows.kept, 0), False
         await conn.execute(_STAGING_DDL)
-        await conn.copy_to_table(
-            "fhir_staging",
-            source=_BinaryCopySource(rows.data),
-            columns=_STAGING_COLUMNS,
-            format="binary",
-        )
-        result = await conn.fetchrow(_MERGE, source_system, batch_id)
+        await _copy(conn, "fhir_staging", rows)
+        result = await conn.fetchrow(_MERGE)
     assert result is not None
-    inserted, updated = int(result["inserted"]), int(result["updated"])
+    return _counts(rows, int(result["inserted"]), int(result["updated"])), refused
+
+
+async def _copy(conn: asyncpg.Connection, table: str, rows: CopyRows) -> None:
+    await conn.copy_to_table(
+        table, source=_BinaryCopySource(rows.data), columns=COPY_COLUMNS, format="binary"
+    )
+
+
+def _counts(rows: CopyRows, inserted: int, updated: int) -> LoadCounts:
     return LoadCounts(
         received=rows.received,
         inserted=inserted,
@@ -184,8 +165,6 @@ class _BinaryCopySource:
         return self._gen()
 
     async def _gen(self) -> AsyncIterator[bytes]:
-        from clinflow.clinical.copy_rows import BINARY_HEADER, BINARY_TRAILER
-
         yield BINARY_HEADER
         for i in range(0, len(self._view), self._step):
             yield bytes(self._view[i : i + self._step])

@@ -29,12 +29,15 @@ from clinflow.clinical import (
     read_file_range,
     start_batch,
 )
+from clinflow.clinical.copy_rows import CopyRows, CopyRowsBuilder
+from clinflow.clinical.loader import load_copy_rows
 from clinflow.clinical.quarantine_store import open_sealed
 from tests.clinical.conftest import fhir_export
 
 pytestmark = pytest.mark.stack
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+T1 = timedelta(minutes=1)
 
 
 def row(rid: str, when: datetime, note: str = "", *, from_meta: bool = True) -> FhirRow:
@@ -188,3 +191,55 @@ async def test_quarantine_rows_sealed_and_idempotent(pg: asyncpg.Connection, uni
     assert open_sealed(key, bytes(snap[0]["raw_ciphertext"])) == lines[0]
     assert await finish_batch(pg, batch, "completed", report)
     assert not await finish_batch(pg, batch, "completed", report)
+
+
+def copy_rows(rows: list[FhirRow], batch: str, source: str) -> CopyRows:
+    builder = CopyRowsBuilder(source_system=source, batch_id=batch)
+    for r in rows:
+        builder.add(r)
+    return builder.build()
+
+
+async def test_new_keys_go_straight_in_stored_keys_are_merged(
+    pg: asyncpg.Connection, unique: str
+) -> None:
+    """New keys are COPYed straight into the table; a chunk meeting a stored key is refused
+    there (leaving nothing behind) and merged; the result equals the merge's either way."""
+    source = f"direct-{unique}"
+    ids = [f"{unique}-{i}" for i in range(5)]
+    fresh = copy_rows([row(i, T0, "v1") for i in ids[:3]], "b1", source)
+    async with pg.transaction():
+        counts, refused = await load_copy_rows(pg, fresh)
+    assert (counts.inserted, counts.updated, counts.skipped, refused) == (3, 0, 0, False)
+    before = await snapshot(pg, source)
+
+    again, refused = await load_copy_rows(pg, copy_rows([row(i, T0, "v1") for i in ids[:3]],
+                                                        "b2", source))  # fmt: skip
+    assert (again.inserted, again.updated, again.skipped, refused) == (0, 0, 3, True)
+    assert await snapshot(pg, source) == before  # the refused COPY left no row, no version
+
+    mixed = [row(ids[0], T0 + timedelta(hours=1), "v2"), row(ids[3], T0), row(ids[4], T0)]
+    counts, refused = await load_copy_rows(pg, copy_rows(mixed, "b3", source))
+    assert (counts.inserted, counts.updated, counts.skipped, refused) == (2, 1, 0, True)
+
+    # Told not to try (a reload), or holding a key twice: merged without a refusal.
+    counts, refused = await load_copy_rows(
+        pg, copy_rows([row(ids[1], T0)], "b4", source), insert_first=False
+    )
+    assert (counts.skipped, refused) == (1, False)
+    twice = copy_rows([row(f"{unique}-t", T0, "a"), row(f"{unique}-t", T0 + T1, "b")], "b5",
+                      source)  # fmt: skip
+    assert not twice.unique_keys
+    counts, refused = await load_copy_rows(pg, twice)
+    assert (counts.inserted, counts.skipped, refused) == (1, 1, False)
+    stored = {
+        r["id"]: (r["batch_id"], orjson.loads(r["body"])["code"]["text"])
+        for r in await pg.fetch(
+            "SELECT id, batch_id, body::text AS body FROM fhir_resources WHERE source_system = $1",
+            source,
+        )
+    }
+    assert stored == {
+        ids[0]: ("b3", "v2"), ids[1]: ("b1", "v1"), ids[2]: ("b1", "v1"),
+        ids[3]: ("b3", ""), ids[4]: ("b3", ""), f"{unique}-t": ("b5", "b"),
+    }  # fmt: skip
