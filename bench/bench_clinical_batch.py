@@ -6,8 +6,9 @@ and in the same run:
 
 1. validate-only, two cores: a 2-process pool running only ``orjson.loads`` + fhir.resources
    R4B validation over a sample of the same records (``--sample-copies`` copies of the corpus
-   per process), ``--validate-runs`` times before and as many after the batch; the median run
-   is the baseline (one run disturbed by other work on the machine does not move it);
+   per process), ``--validate-runs`` times before and as many after the batch (once its
+   writes are flushed: a checkpoint and a sync); the median run is the baseline (one run
+   disturbed by other work on the machine does not move it);
 2. parse + COPY only (one process, no validation, no normalisation): ``orjson.loads``, key and
    version, binary COPY tuples, COPY + merge into PostgreSQL, over ``--copy-sample`` records;
 3. end to end through Temporal: the inputs stored (claim check), then one ``ClinicalBatchWorkflow``
@@ -163,6 +164,18 @@ async def parse_copy_only(settings: Settings, lines: list[bytes], chunk: int = 2
         return len(lines) / (time.perf_counter() - start)
     finally:
         await pool.close()
+
+
+async def settle(settings: Settings) -> None:
+    """A PostgreSQL checkpoint and a sync: no write-back of the batch left running."""
+    import asyncpg
+
+    conn = await asyncpg.connect(settings.admin_dsn())
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+    await asyncio.to_thread(os.sync)
 
 
 def stack_cpu(home: Path) -> dict[str, float]:
@@ -388,6 +401,9 @@ def main() -> None:
         )
         elapsed, t_store, peaks, parts, cpu_e2e = asyncio.run(end_to_end(settings, export, records))
         rate = records / elapsed
+        # Let PostgreSQL and the kernel write out the batch first, so the runs after it
+        # measure validation on a settled machine, as the runs before did.
+        asyncio.run(settle(settings))
         after = validate_only_two_cores(sample, args.validate_runs)
         validate2 = statistics.median(r for r, _ in before + after)
         cpu_validate = statistics.median(c for _, c in before + after)
