@@ -420,6 +420,9 @@ def main() -> None:
         )
         ratio = rate / validate2
         print(f"ratio to validate-only (2 cores): {ratio:.2f} (target >= {args.min_ratio:.2f})")
+        fastest = max(r for r, _ in before + after)
+        print(f"ratio to the fastest validate-only run ({fastest:,.0f} records/s): "
+              f"{rate / fastest:.2f}")  # fmt: skip
         per_record = cpu_e2e / records
         print(
             f"CPU per record end to end (worker processes + PostgreSQL + Temporal + S3): "
