@@ -132,13 +132,33 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def free_port_block(count: int = 1, start: int = 20000, end: int = 60000) -> int:
-    """First port of ``count`` consecutive free loopback ports (for tests and benchmarks)."""
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range of ephemeral (outgoing) ports; Linux's default when unknown."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port_block(count: int = 1, start: int = 20000, end: int = 32000) -> int:
+    """First port of ``count`` consecutive free loopback ports (for tests and benchmarks).
+
+    Blocks inside the kernel's ephemeral range are never chosen: a port there that is free now
+    can become the source port of an outgoing connection (the restarted server's own, say)
+    before the server listens on it, and the server then fails with "address in use".
+    """
     import random
 
+    low, high = ephemeral_port_range()
+    candidates = [
+        base for base in range(start, end - count) if base + count - 1 < low or base > high
+    ]
+    if not candidates:
+        raise StackError(f"ports {start}-{end} lie in the ephemeral range {low}-{high}")
     rng = random.Random()
     for _ in range(500):
-        base = rng.randrange(start, end - count)
+        base = rng.choice(candidates)
         socks: list[socket.socket] = []
         try:
             for port in range(base, base + count):

@@ -19,8 +19,8 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 def stack_settings(home: Path) -> Settings:
     """Settings for a throw-away stack under ``home`` on free ports."""
-    base = free_port_block(5, 30000, 40000)
-    weed = free_port_block(WEED_PORT_SPAN, 40000, 50000)
+    base = free_port_block(5, 20000, 26000)
+    weed = free_port_block(WEED_PORT_SPAN, 26000, 32000)
     return Settings(
         home=home,
         temporal_address=f"127.0.0.1:{base}",
