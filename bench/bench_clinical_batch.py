@@ -51,7 +51,7 @@ from clinflow.clinical.models import EPOCH, FhirRow
 from clinflow.keyring import Keyring
 from clinflow.object_store import ObjectStore
 from clinflow.settings import Settings
-from clinflow.stack import WEED_PORT_SPAN, LocalStack, free_port_block
+from clinflow.stack import LocalStack, throwaway_settings
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus" / "fhir" / "sample-bulk-10-patients"
@@ -356,14 +356,8 @@ def main() -> None:
         sys.exit(f"corpus not found at {CORPUS}")
     home = Path(tempfile.mkdtemp(prefix="clinflow-bench-"))
     os.chmod(home, 0o755)
-    base = free_port_block(4, 20000, 26000)
-    settings = Settings(
-        home=home,
-        temporal_address=f"127.0.0.1:{base}",
-        temporal_ui_port=base + 1,
-        s3_endpoint_url=f"http://127.0.0.1:{base + 2}",
-        pg_port=base + 3,
-        stack_weed_base_port=free_port_block(WEED_PORT_SPAN, 26000, 32000),
+    settings = throwaway_settings(
+        home,
         clinical_partition_bytes=int(args.partition_mb * 1024 * 1024),
         clinical_max_parallel_partitions=args.parallel,
         clinical_process_pool_size=args.pool,

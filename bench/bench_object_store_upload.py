@@ -68,19 +68,11 @@ def s3_server() -> Iterator[tuple[Settings, Keyring]]:
         yield settings, ring
         return
 
-    from clinflow.stack import WEED_PORT_SPAN, LocalStack, free_port_block
+    from clinflow.stack import LocalStack, throwaway_settings
 
     home = Path(tempfile.mkdtemp(prefix="clinflow-bench-"))
     os.chmod(home, 0o755)
-    base = free_port_block(4, 20000, 26000)
-    settings = Settings(
-        home=home,
-        temporal_address=f"127.0.0.1:{base}",
-        temporal_ui_port=base + 1,
-        s3_endpoint_url=f"http://127.0.0.1:{base + 2}",
-        pg_port=base + 3,
-        stack_weed_base_port=free_port_block(WEED_PORT_SPAN, 26000, 32000),
-    )
+    settings = throwaway_settings(home)
     stack = LocalStack(settings)
     started = time.perf_counter()
     try:

@@ -174,6 +174,23 @@ def free_port_block(count: int = 1, start: int = 20000, end: int = 32000) -> int
     raise StackError(f"no block of {count} free ports found")
 
 
+def throwaway_settings(home: Path, **overrides: Any) -> Settings:
+    """Settings for a throw-away local stack under ``home`` (tests, benchmarks): every
+    component on free loopback ports outside the ephemeral range; ``overrides`` set any other
+    field."""
+    base = free_port_block(5, 20000, 26000)
+    return Settings(
+        home=home,
+        temporal_address=f"127.0.0.1:{base}",
+        temporal_ui_port=base + 1,
+        s3_endpoint_url=f"http://127.0.0.1:{base + 2}",
+        pg_port=base + 3,
+        codec_server_port=base + 4,
+        stack_weed_base_port=free_port_block(WEED_PORT_SPAN, 26000, 32000),
+        **overrides,
+    )
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

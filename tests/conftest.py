@@ -12,25 +12,14 @@ import pytest
 
 from clinflow.keyring import Keyring
 from clinflow.settings import Settings
-from clinflow.stack import WEED_PORT_SPAN, LocalStack, free_port_block
+from clinflow.stack import LocalStack, throwaway_settings
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 def stack_settings(home: Path) -> Settings:
     """Settings for a throw-away stack under ``home`` on free ports."""
-    base = free_port_block(5, 20000, 26000)
-    weed = free_port_block(WEED_PORT_SPAN, 26000, 32000)
-    return Settings(
-        home=home,
-        temporal_address=f"127.0.0.1:{base}",
-        temporal_ui_port=base + 1,
-        s3_endpoint_url=f"http://127.0.0.1:{base + 2}",
-        pg_port=base + 3,
-        codec_server_port=base + 4,
-        stack_weed_base_port=weed,
-        s3_part_size=5 * 1024 * 1024,
-    )
+    return throwaway_settings(home, s3_part_size=5 * 1024 * 1024)
 
 
 def reap_orphan_stacks() -> list[Path]:
