@@ -24,6 +24,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 from clinflow.clinical.models import WatermarkPolicy
@@ -50,21 +51,13 @@ _TUPLE_START = struct.Struct("!hi")  # field count, length of the first field
 _NULL = _I32.pack(-1)
 _STAMP = struct.Struct("!iq")  # 8, microseconds
 _JSONB_VERSION = b"\x01"
-_SHA_HEX = _I32.pack(64)
-
-_MICROS: dict[datetime, int] = {}  # recent version times (exports repeat them)
 
 
+@lru_cache(maxsize=4096)  # exports repeat a few version times
 def pg_micros(when: datetime) -> int:
     """``when`` as microseconds since 2000-01-01 UTC (a naive value is taken as UTC)."""
-    micros = _MICROS.get(when)
-    if micros is None:
-        aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-        micros = (aware - _PG_EPOCH) // _MICROSECOND
-        if len(_MICROS) >= 4096:
-            _MICROS.clear()
-        _MICROS[when] = micros
-    return micros
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return (aware - _PG_EPOCH) // _MICROSECOND
 
 
 class VersionedRow(Protocol):
@@ -134,7 +127,7 @@ def copy_tuple(row: StagingRow, parts: list[bytes], source_batch: bytes) -> None
         )
     )
     parts.append(body)
-    parts.append(_SHA_HEX + sha if len(sha) == 64 else _len_prefixed(sha))
+    parts.append(_len_prefixed(sha))
 
 
 def _len_prefixed(value: bytes) -> bytes:

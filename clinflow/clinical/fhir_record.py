@@ -28,6 +28,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -44,7 +45,7 @@ from clinflow.clinical.models import (
     QuarantineRecord,
     ValidationReport,
 )
-from clinflow.clinical.ndjson_reader import LineFields, RawLine
+from clinflow.clinical.ndjson_reader import LineFields, RawLine, is_blank_line
 
 
 @dataclass(slots=True)
@@ -253,18 +254,10 @@ def _resource_outcome(
     )
 
 
-_INSTANTS: dict[str, datetime] = {}  # parsed meta.lastUpdated values (exports repeat them)
-
-
+@lru_cache(maxsize=4096)
 def _instant(text: str) -> datetime:
     """``datetime.fromisoformat(text)``, cached: an export's records share few version times."""
-    when = _INSTANTS.get(text)
-    if when is None:
-        when = datetime.fromisoformat(text)
-        if len(_INSTANTS) >= 4096:
-            _INSTANTS.clear()
-        _INSTANTS[text] = when
-    return when
+    return datetime.fromisoformat(text)
 
 
 def process_ndjson_lines(
@@ -295,8 +288,7 @@ def process_ndjson_outcomes(
     blank = accepted = 0
     try:
         for offset, index, data, length, too_long in lines:
-            # A record starts with "{"; only a line starting with whitespace can be blank.
-            if not too_long and (not data or data[0] in _WHITESPACE) and not data.strip():
+            if is_blank_line(data, too_long):
                 blank += 1
                 continue
             result = _line_outcome(data, offset, index, length, too_long, ctx)
@@ -313,9 +305,6 @@ def process_ndjson_outcomes(
         report.blank_lines += blank
         report.records += accepted
         report.valid += accepted
-
-
-_WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() removes
 
 
 def line_fields(lines: Iterable[RawLine]) -> Iterator[LineFields]:

@@ -40,12 +40,17 @@ class RawLine:
 
     @property
     def is_blank(self) -> bool:
-        return not self.too_long and not self.data.strip()
+        return is_blank_line(self.data, self.too_long)
 
     @property
     def next_offset(self) -> int:
         """Where the following line starts: the resume point once this line is committed."""
         return self.offset + self.length
+
+
+def is_blank_line(data: bytes, too_long: bool = False) -> bool:
+    """True for a line of only whitespace (counted, never parsed); an over-long line is not."""
+    return not too_long and not data.strip()
 
 
 # A line as plain fields: (offset, index, data, length, too_long), the fields of ``RawLine``.
