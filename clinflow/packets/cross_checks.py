@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import TypeVar
 
-from clinflow.packets.extract import normalise_person_name
 from clinflow.packets.extraction_models import (
     DelegationLogExtraction,
     DocumentRecord,
@@ -20,6 +19,7 @@ from clinflow.packets.extraction_models import (
 )
 from clinflow.packets.manifest import PacketManifest
 from clinflow.packets.models import Finding
+from clinflow.packets.person_names import same_person
 from clinflow.packets.protocol_matrix import ProtocolMatrix, load_protocol_matrix
 from clinflow.packets.rules import make_finding
 from clinflow.packets.validate import activation_date
@@ -51,23 +51,24 @@ def _protocol(manifest: PacketManifest, matrix: ProtocolMatrix, on: date) -> lis
 
 
 def _investigators(docs: Sequence[DocumentRecord]) -> list[Finding]:
+    """The PI named by the 1572, the delegation log and the CV must be one person.
+
+    Names are compared with :func:`same_person` (first + last name; titles, credentials and
+    middle initials ignored; "Smith, Jane" is "Jane Smith").
+    """
     out: list[Finding] = []
     forms = [
-        (n, normalise_person_name(e.investigator_name))
+        (n, e.investigator_name)
         for n, e in _of_type(docs, Form1572Extraction)
         if e.investigator_name
     ]
     logs = [
-        (n, normalise_person_name(e.principal_investigator))
+        (n, e.principal_investigator)
         for n, e in _of_type(docs, DelegationLogExtraction)
         if e.principal_investigator
     ]
-    cvs = {
-        normalise_person_name(e.person_name)
-        for _, e in _of_type(docs, InvestigatorCVExtraction)
-        if e.person_name
-    }
-    if forms and logs and forms[0][1] != logs[0][1]:
+    cvs = [e.person_name for _, e in _of_type(docs, InvestigatorCVExtraction) if e.person_name]
+    if forms and logs and not same_person(forms[0][1], logs[0][1]):
         out.append(
             make_finding(
                 "INVESTIGATOR_NAME_MISMATCH",
@@ -77,7 +78,7 @@ def _investigators(docs: Sequence[DocumentRecord]) -> list[Finding]:
             )
         )
     named = forms[0] if forms else (logs[0] if logs else None)
-    if named is not None and cvs and named[1] not in cvs:
+    if named is not None and cvs and not any(same_person(named[1], cv) for cv in cvs):
         source = "Form FDA 1572" if forms else "delegation log"
         out.append(
             make_finding(
@@ -88,19 +89,16 @@ def _investigators(docs: Sequence[DocumentRecord]) -> list[Finding]:
 
 
 def _delegates_without_gcp(docs: Sequence[DocumentRecord]) -> list[Finding]:
-    holders = {
-        normalise_person_name(e.holder_name)
-        for _, e in _of_type(docs, GCPCertificateExtraction)
-        if e.holder_name
-    }
+    holders = [e.holder_name for _, e in _of_type(docs, GCPCertificateExtraction) if e.holder_name]
     out: list[Finding] = []
     for name, log in _of_type(docs, DelegationLogExtraction):
-        seen: set[str] = set()
+        seen: list[str] = []
         for person in log.people():
-            key = normalise_person_name(person)
-            if key and key not in seen and key not in holders:
+            if any(same_person(person, s) for s in seen):
+                continue
+            seen.append(person)
+            if not any(same_person(person, h) for h in holders):
                 out.append(make_finding("DELEGATE_WITHOUT_GCP", name, person=person))
-            seen.add(key)
     return out
 
 
