@@ -1,18 +1,26 @@
 """Extraction of the fields each document type carries, from a parse result's text.
 
-Fields are read from labelled lines (``Label: value``; a DOCX table row reads as cells joined
-by `` | ``). Each field has a short list of label spellings, most specific first. Dates are
-normalised to ISO 8601; a labelled date that cannot be read is named in ``unparsed_dates``
-(structural validation reports it) instead of raising. Never raises for content.
+Labels, their reach and the lines never read are data (``clinflow/data/rules/extraction.yaml``):
+a value follows its label on the same line (``Label: value``, ``Label  value``, a DOCX table
+row ``Label | value``) or on the next line when the label ends its line. Dates are read with
+the packet country's numeric order (:mod:`clinflow.packets.dates`); a labelled date that cannot
+be read is named in ``unreadable`` (with its page) and reported as a warning, never as a fatal
+error. Versions go through :mod:`clinflow.packets.versions`, names stay as written (compared by
+:mod:`clinflow.packets.person_names`). Never raises for content.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, cast
 
-from clinflow.packets.dates import find_date
+from pydantic import BaseModel, ConfigDict, Field
+
+from clinflow.packets.data_files import DataFileError, read_yaml
+from clinflow.packets.dates import DateOrder, find_date, find_dates, order_for
 from clinflow.packets.extraction_models import (
     CTABudgetExtraction,
     DelegatedStaff,
@@ -26,206 +34,334 @@ from clinflow.packets.extraction_models import (
     InvestigatorCVExtraction,
     IRBApprovalExtraction,
     LabCertificationExtraction,
+    LaboratoryEntry,
     MedicalLicenseExtraction,
     ProtocolSignaturePageExtraction,
     SignatureEvidence,
     UnknownExtraction,
 )
 from clinflow.packets.models import DocumentType, ParseResult
+from clinflow.packets.person_names import clean_name, person_key
+from clinflow.packets.versions import read_version
 
-# Label spellings per field, most specific first; each is a regex fragment.
-LABELS: dict[str, list[str]] = {
-    "protocol_number": [r"protocol\s+(?:number|no\.?|#|id)", r"protocol"],
-    "protocol_version": [
-        r"protocol\s+version(?:\s+number)?",
-        r"version\s+of\s+(?:the\s+)?protocol",
-        r"protocol\s+amendment\s+version",
-    ],
-    "site_number": [r"site\s+(?:number|no\.?|#|id)"],
-    "document_date": [
-        r"date\s+of\s+issue",
-        r"issue\s+date",
-        r"document\s+date",
-        r"letter\s+date",
-        r"date",
-    ],
-    "form_version": [r"form\s+(?:version|revision|edition)", r"template\s+version"],
-    "signature_date": [
-        r"date\s+signed",
-        r"signature\s+date",
-        r"date\s+of\s+signature",
-        r"signed\s+on",
-    ],
-    "investigator_name": [
-        r"name\s+of\s+(?:principal\s+)?investigator",
-        r"(?:principal\s+)?investigator(?:'s)?\s+name",
-        r"printed\s+name",
-        r"principal\s+investigator",
-        r"investigator",
-    ],
-    "irb_name": [
-        r"name\s+of\s+(?:the\s+)?(?:irb|iec|ethics\s+committee)",
-        r"(?:irb|iec)\s+name",
-        r"reviewing\s+(?:irb|iec|committee)",
-        r"committee",
-        r"irb",
-        r"iec",
-    ],
-    "sub_investigators": [r"sub-?investigators?"],
-    "person_name": [r"full\s+name", r"name"],
-    "position": [r"current\s+position", r"position", r"title"],
-    "holder_name": [
-        r"awarded\s+to",
-        r"name\s+of\s+licensee",
-        r"licensee",
-        r"holder",
-        r"participant",
-        r"name",
-    ],
-    "license_number": [r"licen[cs]e\s+(?:number|no\.?|#)", r"registration\s+number"],
-    "issue_date": [r"issue\s+date", r"date\s+of\s+issue", r"issued(?:\s+on)?"],
-    "expiry_date": [
-        r"(?:approval\s+)?expiration\s+date",
-        r"(?:approval\s+)?expiry\s+date",
-        r"approval\s+expires",
-        r"expires(?:\s+on)?",
-        r"valid\s+(?:until|through|to)",
-    ],
-    "completion_date": [
-        r"date\s+of\s+completion",
-        r"completion\s+date",
-        r"completed(?:\s+on)?",
-    ],
-    "provider": [r"training\s+provider", r"provider", r"issued\s+by"],
-    "approval_date": [r"date\s+of\s+approval", r"approval\s+date", r"approved\s+on"],
-    "icf_version": [r"(?:icf|consent\s+form|informed\s+consent\s+form)\s+version", r"version"],
-    "financial_interests": [
-        r"significant\s+financial\s+interests?",
-        r"financial\s+interests?\s+declared",
-        r"financial\s+interests?",
-    ],
-    "sponsor": [r"sponsor"],
-    "institution": [r"institution"],
-    "total_budget": [r"total\s+(?:study\s+)?budget", r"budget\s+total"],
-    "effective_date": [r"effective\s+date"],
-    "lab_name": [r"laborator(?:y|ies)\s+name", r"lab\s+name", r"laboratory"],
-    "certificate_number": [
-        r"clia\s+(?:number|no\.?|#)",
-        r"certificate\s+(?:number|no\.?|#)",
-        r"accreditation\s+(?:number|no\.?|#)",
-    ],
-}
+_DEFAULT_REACH = 48
 
-_VERSION = re.compile(r"\d+(?:\.\d+)*[A-Za-z]?")
+
+class LabelSpec(BaseModel):
+    """One label spelling of a field (a regex fragment) and how far its value may be."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pattern: str
+    reach: int = Field(_DEFAULT_REACH, ge=1, le=400)
+    anchored: bool | None = Field(
+        None,
+        description="Label must start a line or cell; default: yes except for date fields "
+        "(dates are recognised on their own, so their labels may stand inside a sentence).",
+    )
+
+
+class FieldSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str = "text"
+    labels: list[LabelSpec | str]
+    report_unreadable: bool = False
+
+    def specs(self) -> list[LabelSpec]:
+        return [LabelSpec(pattern=x) if isinstance(x, str) else x for x in self.labels]
+
+
+class RangeSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    labels: list[str]
+    start: str
+    end: str
+
+
+class ExtractionRules(BaseModel):
+    """The parsed ``extraction.yaml``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ignore_lines: list[str] = Field(default_factory=list)
+    fields: dict[str, FieldSpec]
+    ranges: list[RangeSpec] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Label:
+    regex: re.Pattern[str]
+    reach: int
+    explicit_version: bool
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    ignore: re.Pattern[str] | None
+    fields: dict[str, tuple[FieldSpec, list[_Label]]]
+    ranges: list[tuple[RangeSpec, list[re.Pattern[str]]]]
+
+
+# A label starts a line, a table cell, or follows a wide gap; values stop at a cell border or
+# a wide gap (the next label on a form line).
+_START = r"(?:^|(?<=\|)|(?<=\s\s)|(?<=\t))[^\S\n]*"
+_SEP = r"[^\S\n]*(?:[:\-\u2013\u2014]|\.(?=\s))?[^\S\n]*"
+
+
+def _label_regex(fragment: str) -> re.Pattern[str]:
+    return re.compile(rf"(?im){_START}(?:{fragment})\b{_SEP}")
+
+
+def _anywhere_regex(fragment: str) -> re.Pattern[str]:
+    return re.compile(rf"(?i)\b(?:{fragment})\b{_SEP}")
+
+
+@lru_cache(maxsize=1)
+def extraction_rules() -> _Compiled:
+    """The compiled extraction rules (cached; raises DataFileError on a malformed file)."""
+    raw = read_yaml("rules", "extraction.yaml")
+    if not isinstance(raw, dict):
+        raise DataFileError("extraction.yaml must be a mapping")
+    rules = ExtractionRules.model_validate(raw)
+    fields: dict[str, tuple[FieldSpec, list[_Label]]] = {}
+    for name, spec in rules.fields.items():
+        compiled = []
+        for label in spec.specs():
+            anchored = label.anchored if label.anchored is not None else spec.kind != "date"
+            build = _label_regex if anchored else _anywhere_regex
+            compiled.append(_Label(build(label.pattern), label.reach, "amendment" in label.pattern))
+        fields[name] = (spec, compiled)
+    ranges = [(r, [_anywhere_regex(p) for p in r.labels]) for r in rules.ranges]
+    ignore = (
+        re.compile("|".join(f"(?:{p})" for p in rules.ignore_lines), re.IGNORECASE)
+        if rules.ignore_lines
+        else None
+    )
+    return _Compiled(ignore=ignore, fields=fields, ranges=ranges)
+
+
+_PROTOCOL_TOKEN = re.compile(r"\b[A-Z][A-Z0-9]{1,9}[-_ ]?\d{2,6}(?:-[A-Z0-9]{1,6})*\b")
 _PROTOCOL_INLINE = re.compile(
-    r"protocol\s+(?:no\.?\s*|number\s*)?:?\s*(?P<num>[A-Z][A-Z0-9]*-[A-Z0-9-]*\d)"
-    r"[\s,;]+(?:version|v\.?)\s*:?\s*(?P<ver>\d+(?:\.\d+)*)",
-    re.IGNORECASE,
+    r"(?i)\bprotocol\b[^\n]{0,30}?(?P<num>\b[A-Z][A-Z0-9]{1,9}-\d{2,6}(?:-[A-Z0-9]{1,6})*\b)"
 )
-_PROTOCOL_TOKEN = re.compile(r"[A-Z][A-Z0-9]*-[A-Z0-9-]*\d", re.IGNORECASE)
-_FORM_1572 = re.compile(r"form\s+fda\s+1572\s*\((?P<v>[0-9]{1,2}/[0-9]{2})\)", re.IGNORECASE)
+_LOCAL_REFERENCE = re.compile(r"(?i)\b(?:irb|iec|rec|hrec|ethics|local|committee|our)\W*$")
+_FORM_1572 = re.compile(r"(?i)form\s+fda\s+1572\s*\(\s*(?P<v>[0-9]{1,2}\s*/\s*[0-9]{2,4})\s*\)")
 _TYPED_SIGNATURE = re.compile(
     r"(?im)^[^\S\n]*(?:investigator\s+|pi\s+|chair(?:person)?\s+)?(?:signature|signed)"
     r"[^:\n]{0,30}:[^\S\n]*(?:/s/|\[signed\]|(?:electronically\s+)?signed"
     r"(?:\s+electronically)?\s+by)[^\S\n]*(?P<name>[^\n|]*)"
 )
-_TITLES = re.compile(r"^(?:dr|prof|professor|mr|mrs|ms|mx)\.?\s+", re.IGNORECASE)
-_DEGREES = re.compile(r",.*$")
-_DEGREE = re.compile(r"^(?:MD|DO|PhD|RN|MBBS|MBChB|PharmD|MSc|BSc|MPH|FRCP|NP|PA)\b\.?$")
+_SITE_DIGITS = re.compile(r"\d+")
+_DATEISH = re.compile(
+    r"\d{1,4}\s?[./-]\s?[\dA-Za-z]{1,4}\s?[./-]\s?[\dOoIl]{2,4}|\d{1,2}\s+[A-Za-z]{3,9}\s+\d{2,4}"
+)
+_VALUE_END = re.compile(r"\s{3,}|\s\|\s|\|")
 _SPLIT_LIST = re.compile(r"\s*[;,]\s*")
-
-
-def _label_regex(label: str) -> re.Pattern[str]:
-    return re.compile(
-        rf"(?im)(?:^|(?<=\|)|(?<=\s\s))[^\S\n]*{label}[^\S\n]*:[^\S\n]*(?P<v>[^\n|]*?)[^\S\n]*(?=\||$)"
-    )
-
-
-_COMPILED: dict[str, list[re.Pattern[str]]] = {
-    field: [_label_regex(label) for label in labels] for field, labels in LABELS.items()
-}
-
-
-def find_label(text: str, field: str) -> str | None:
-    """The value written after the first matching label of ``field``, or None (or empty)."""
-    for regex in _COMPILED[field]:
-        for m in regex.finditer(text):
-            value = m.group("v").strip().strip("_").strip()
-            if value:
-                return value
-    return None
-
-
-def normalise_person_name(name: str) -> str:
-    """A comparable form of a person's name: no titles, degrees, punctuation or case."""
-    cleaned = _DEGREES.sub("", name.strip())
-    while True:
-        stripped = _TITLES.sub("", cleaned)
-        if stripped == cleaned:
-            break
-        cleaned = stripped
-    cleaned = re.sub(r"[^a-z\s'-]", " ", cleaned.lower())
-    return " ".join(cleaned.split())
+_DEGREE = re.compile(r"^(?:M\.?D|D\.?O|Ph\.?D|RN|MBBS|MBChB|PharmD|MSc|BSc|MPH|FRCP|NP|PA)\b\.?$")
+_PHONE = re.compile(
+    r"(?i)\b(?:tel(?:ephone)?|phone|ph)\b\.?\s*(?:no\.?|number|#)?\s*[:.]?\s*(?P<v>[+(]?\d[\d\s().\-/]{5,}\d)"
+)
+_FAX = re.compile(
+    r"(?i)\b(?:fax|facsimile)\b\.?\s*(?:no\.?|number|#)?\s*[:.]?\s*(?P<v>[+(]?\d[\d\s().\-/]{5,}\d)"
+)
+_IND = re.compile(r"(?i)\bIND\s*(?:no\.?|number|#)?\s*:?\s*(?P<v>\d{2,3}[,.\s]?\d{3})\b")
 
 
 class _Reader:
-    """Reads fields from one document's text, collecting unreadable dates."""
+    """Reads fields from one document's text; collects the labelled values it could not read."""
 
-    def __init__(self, text: str, dayfirst: bool) -> None:
-        self.text = text
-        self.dayfirst = dayfirst
+    def __init__(self, parse: ParseResult, order: DateOrder) -> None:
+        rules = extraction_rules()
+        self.rules = rules
+        self.order = order
+        self.dayfirst = order == "DMY"
+        self.page_texts = [self._clean(p.text, rules) for p in parse.pages]
+        tables = ["\n".join(" | ".join(row) for row in t) for t in parse.tables]
+        if tables:
+            self.page_texts.append(self._clean("\n".join(tables), rules))
+        self.text = "\n\f".join(self.page_texts)
+        self.ocr_pages = set(parse.ocr_pages)
         self.unparsed: list[str] = []
+        self.unreadable: dict[str, int | None] = {}
+
+    @staticmethod
+    def _clean(text: str, rules: _Compiled) -> str:
+        if rules.ignore is None:
+            return text
+        return "\n".join(line for line in text.splitlines() if not rules.ignore.search(line))
+
+    def _page_of(self, offset: int) -> int | None:
+        return self.text.count("\f", 0, offset) if self.page_texts else None
+
+    def _labels(self, field: str) -> list[_Label]:
+        return self.rules.fields[field][1]
 
     def value(self, field: str) -> str | None:
-        return find_label(self.text, field)
+        """The text after the first label of ``field`` that has a value (same or next line)."""
+        found = self.values(field)
+        return found[0] if found else None
+
+    def values(self, field: str, *, skip_local: bool = False) -> list[str]:
+        """Every value of ``field``'s labels, in label order.
+
+        ``skip_local`` passes over labels qualified by a local committee on their line ("IRB
+        Protocol #" is the committee's own reference, not the sponsor's protocol number).
+        """
+        out: list[str] = []
+        for label in self._labels(field):
+            for m in label.regex.finditer(self.text):
+                line_start = self.text.rfind("\n", 0, m.start()) + 1
+                before = self.text[max(line_start, m.start() - 16) : m.start()]
+                if skip_local and _LOCAL_REFERENCE.search(before):
+                    continue
+                value = self._after(m.end())
+                if value:
+                    out.append(value)
+        return out
+
+    def _after(self, offset: int) -> str:
+        line_end = self.text.find("\n", offset)
+        line = self.text[offset : line_end if line_end >= 0 else len(self.text)]
+        value = _VALUE_END.split(line.strip(), maxsplit=1)[0].strip().strip("_.").strip()
+        if value or line_end < 0:
+            return value
+        following = self.text[line_end + 1 :].lstrip(" \t")
+        if following.startswith("\f"):
+            return ""
+        nxt = following.split("\n", 1)[0]
+        return _VALUE_END.split(nxt.strip(), maxsplit=1)[0].strip().strip("_").strip()
 
     def date(self, field: str) -> str | None:
-        raw = self.value(field)
-        if raw is None:
-            return None
-        found = find_date(raw, dayfirst=self.dayfirst)
-        if found is None:
-            self.unparsed.append(field)
-            return None
-        return found.isoformat()
+        """The first date after a label of ``field`` within its reach, as ISO 8601."""
+        spec = self.rules.fields[field][0]
+        for label in self._labels(field):
+            for m in label.regex.finditer(self.text):
+                window = self._window(m.end(), label.reach)
+                found = find_dates(window, order=self.order)
+                if found and found[0][0] <= label.reach:
+                    return found[0][2].isoformat()
+                if spec.report_unreadable and field not in self.unreadable:
+                    stripped = window.split("\n", 1)[0][: label.reach]
+                    if _DATEISH.search(stripped) or (
+                        self._page_of(m.start()) in self.ocr_pages and re.search(r"\d", stripped)
+                    ):
+                        self.unreadable[field] = self._page_of(m.start())
+        return None
+
+    def _window(self, offset: int, reach: int) -> str:
+        chunk = self.text[offset : offset + reach + 40]
+        first, _, rest = chunk.partition("\n")
+        if first.strip():
+            return first
+        return "\n" + rest.split("\n", 1)[0]
+
+    def date_range(self) -> dict[str, str]:
+        """Start and end dates written after a range label ("Approval Period: A - B")."""
+        for spec, regexes in self.rules.ranges:
+            for regex in regexes:
+                for m in regex.finditer(self.text):
+                    window = self.text[m.end() : m.end() + 90].split("\n", 2)
+                    found = find_dates(" ".join(window[:2]), order=self.order)
+                    if len(found) >= 2:
+                        return {
+                            spec.start: found[0][2].isoformat(),
+                            spec.end: found[1][2].isoformat(),
+                        }
+        return {}
 
     def name(self, field: str) -> str | None:
-        raw = self.value(field)
-        if raw is None:
-            return None
-        return raw.split("  ")[0].strip() or None
+        """A person's name after a label of ``field`` (credentials kept as written)."""
+        for value in self.values(field):
+            candidate = re.split(r"\s\(|\s{2,}|\t|,\s*(?:date|id|signature)\b", value, flags=re.I)[
+                0
+            ]
+            candidate = candidate.strip(" ,;:")
+            if _looks_like_name(candidate):
+                return candidate
+        return None
 
     def listing(self, field: str) -> list[str]:
         raw = self.value(field)
-        if not raw or raw.lower() in {"none", "n/a", "na", "-"}:
+        if not raw or raw.lower().strip(". ") in {"none", "n/a", "na", "-", "not applicable"}:
             return []
         if ";" in raw:
-            return [p.strip() for p in raw.split(";") if p.strip()]
+            return [p.strip() for p in raw.split(";") if _looks_like_name(p.strip())]
         names: list[str] = []
         for part in (p.strip() for p in raw.split(",")):
             if names and _DEGREE.match(part):
                 names[-1] = f"{names[-1]}, {part}"  # "Jo Doe, MD" is one person
-            elif part:
+            elif part and _looks_like_name(part):
                 names.append(part)
         return names
 
 
-def _protocol(reader: _Reader) -> tuple[str | None, str | None]:
-    number = reader.value("protocol_number")
-    version_raw = reader.value("protocol_version")
+_NAME_STOP = re.compile(
+    r"(?i)\b(?:university|hospital|clinic|department|institute|board|committee|center|centre|"
+    r"street|road|avenue|suite|floor|signature|date|protocol|study|page|version|none|n/a)\b"
+)
+
+
+def _looks_like_name(text: str) -> bool:
+    if not text or len(text) > 80 or re.search(r"\d", text) or _NAME_STOP.search(text):
+        return False
+    words = clean_name(text).split()
+    return 2 <= len(words) <= 6 and person_key(text) is not None
+
+
+def _protocol(reader: _Reader, known_protocol: str | None) -> str | None:
+    for value in reader.values("protocol_number", skip_local=True):
+        token = _PROTOCOL_TOKEN.search(value.upper())
+        if token:
+            return token.group(0).replace("_", "-").replace(" ", "-")
     inline = _PROTOCOL_INLINE.search(reader.text)
-    if number:
-        token = _PROTOCOL_TOKEN.search(number)
-        number = token.group(0).upper() if token else None
-    if number is None and inline:
-        number = inline.group("num").upper()
-    version: str | None = None
-    if version_raw:
-        m = _VERSION.search(version_raw)
-        version = m.group(0) if m else None
-    if version is None and inline:
-        version = inline.group("ver")
-    return number, version
+    if inline:
+        return inline.group("num").upper()
+    if known_protocol and known_protocol.upper() in reader.text.upper():
+        return known_protocol.upper()
+    return None
+
+
+def _protocol_version(reader: _Reader) -> str | None:
+    for label in reader._labels("protocol_version"):
+        for m in label.regex.finditer(reader.text):
+            value = reader._after(m.end())
+            if not value:
+                continue
+            found = read_version(value, explicit_only=label.explicit_version)
+            if found:
+                return found
+    inline = re.search(
+        r"(?i)\bprotocol\b[^\n]{0,60}?\b(?:version|ver\.?|v\.?)\s*:?\s*(\d+(?:\.\d+)*)",
+        reader.text,
+    )
+    return inline.group(1) if inline else None
+
+
+def _site_number(reader: _Reader) -> str | None:
+    value = reader.value("site_number")
+    if not value:
+        return None
+    token = value.split()[0] if value.split() else ""
+    if not _SITE_DIGITS.search(token):
+        digits = _SITE_DIGITS.search(value)
+        if digits is None or len(value) > 24:
+            return None
+        return value.strip()
+    return token.strip(",;")
+
+
+def _form_version(reader: _Reader) -> str | None:
+    m = _FORM_1572.search(reader.text)
+    if m:
+        return re.sub(r"\s", "", m.group("v"))
+    return reader.value("form_version")
+
+
+def _ind_number(text: str) -> str | None:
+    m = _IND.search(text)
+    return re.sub(r"\D", "", m.group("v")) if m else None
 
 
 def _signature(parse: ParseResult, reader: _Reader) -> SignatureEvidence:
@@ -247,19 +383,13 @@ def _signature(parse: ParseResult, reader: _Reader) -> SignatureEvidence:
     return SignatureEvidence(present=False, method="none", date=date)
 
 
-def _common(parse: ParseResult, reader: _Reader) -> dict[str, Any]:
-    number, version = _protocol(reader)
-    site = reader.value("site_number")
-    form_version = reader.value("form_version")
-    m = _FORM_1572.search(reader.text)
-    if form_version is None and m:
-        form_version = m.group("v")
+def _common(parse: ParseResult, reader: _Reader, known_protocol: str | None) -> dict[str, Any]:
     return {
-        "protocol_number": number,
-        "protocol_version": version,
-        "site_number": site.split()[0] if site else None,
+        "protocol_number": _protocol(reader, known_protocol),
+        "protocol_version": _protocol_version(reader),
+        "site_number": _site_number(reader),
         "document_date": reader.date("document_date"),
-        "form_version": form_version,
+        "form_version": _form_version(reader),
         "signature": _signature(parse, reader),
     }
 
@@ -267,41 +397,48 @@ def _common(parse: ParseResult, reader: _Reader) -> dict[str, Any]:
 def _interests(value: str | None) -> bool | None:
     if value is None:
         return None
-    low = value.lower()
-    if low.startswith(("none", "no", "not applicable", "n/a")):
+    low = value.lower().strip("[]() ")
+    if low.startswith(("none", "no", "not applicable", "n/a", "nil", "x no", "☒ no")):
         return False
-    if low.startswith(("yes", "declared", "see attached")):
+    if low.startswith(("yes", "declared", "see attached", "x yes", "☒ yes")):
         return True
     return None
 
 
-def _delegation_rows(text: str, dayfirst: bool) -> list[DelegatedStaff]:
+_COLUMN_KEYS: dict[str, tuple[str, ...]] = {
+    "name": ("name", "staff", "person"),
+    "role": ("role", "title", "position", "function"),
+    "task": ("task", "duties", "duty", "responsibilit", "delegated", "code"),
+    "start": ("start", "from", "begin", "date delegated", "effective"),
+}
+
+
+def _delegation_rows(text: str, order: DateOrder) -> list[DelegatedStaff]:
     staff: list[DelegatedStaff] = []
     columns: dict[str, int] | None = None
     for line in text.splitlines():
         cells = [c.strip() for c in line.split("|")]
         if len(cells) < 3:
-            if columns is not None and line.strip() and "|" not in line:
-                continue
             continue
         low = [c.lower() for c in cells]
         if columns is None:
-            if any("name" in c for c in low) and any("task" in c for c in low):
+            if any("name" in c for c in low) and any(
+                k in c for c in low for k in _COLUMN_KEYS["task"]
+            ):
                 columns = {}
                 for i, c in enumerate(low):
-                    for key in ("name", "role", "task", "start"):
-                        if key in c and key not in columns:
+                    for key, words in _COLUMN_KEYS.items():
+                        if key not in columns and any(w in c for w in words):
                             columns[key] = i
+                            break
             continue
         name_i = columns.get("name", 0)
-        if name_i >= len(cells) or not cells[name_i]:
+        if name_i >= len(cells) or not _looks_like_name(cells[name_i]):
             continue
-        tasks_i = columns.get("task")
-        role_i = columns.get("role")
-        start_i = columns.get("start")
+        tasks_i, role_i, start_i = columns.get("task"), columns.get("role"), columns.get("start")
         start = None
         if start_i is not None and start_i < len(cells):
-            found = find_date(cells[start_i], dayfirst=dayfirst)
+            found = find_date(cells[start_i], order=order)
             start = found.isoformat() if found else None
         staff.append(
             DelegatedStaff(
@@ -318,25 +455,122 @@ def _delegation_rows(text: str, dayfirst: bool) -> list[DelegatedStaff]:
     return staff
 
 
+_LAB_SECTION = re.compile(
+    r"(?im)^[^\S\n]*(?:section\s+)?4[.)]?[^\S\n]+[^\n]*laborator[^\n]*$"
+    r"|^[^\n]*clinical\s+laboratory\s+facilities[^\n]*$"
+)
+_SECTION_END = re.compile(
+    r"(?im)^[^\S\n]*(?:section\s+)?(?:5|6|7)[.)]?[^\S\n]+\S|^[^\n]*institutional\s+review\s+board"
+)
+_LAB_BOILERPLATE = re.compile(
+    r"(?i)name\s+and\s+address|if\s+any|to\s+be\s+used|laboratory\s+facilities|continued|"
+    r"^\s*(?:\(|\[)?[a-z]?\s*(?:\)|\])?\s*$"
+)
+_NONE = re.compile(
+    r"(?i)^\s*(?:none|n/?a|not\s+applicable|no\s+laborator(?:y|ies)[^\n]*)\s*\.?\s*$"
+)
+_LAB_NAME = re.compile(
+    r"(?i)laborator|\blabs?\b|patholog|diagnostic|clinic|hospital|institut|cent(?:re|er)|"
+    r"services|\binc\b|\bltd\b|gmbh|\bllc\b|\bplc\b|\bs\.?a\.?\b|biolog|medical|analytic|quest|labcorp"
+)
+_ENUM = re.compile(r"^\s*(?:[-\u2022*]|\(?[a-z0-9]{1,2}[.)])\s+")
+
+
+def _laboratories(text: str) -> list[LaboratoryEntry]:
+    """Laboratories listed in Form FDA 1572 section 4 (name, address, phone, fax)."""
+    start = _LAB_SECTION.search(text)
+    if start is None:
+        return []
+    end = _SECTION_END.search(text, start.end())
+    body = text[start.end() : end.start() if end else start.end() + 1500]
+    entries: list[list[str]] = []
+    current: list[str] = []
+    for raw in body.splitlines():
+        line = raw.strip()
+        if not line:
+            if current:
+                entries.append(current)
+                current = []
+            continue
+        if _NONE.match(line) and not entries and not current:
+            return []
+        if _LAB_BOILERPLATE.search(line) and not _LAB_NAME.search(line.split(":")[-1]):
+            continue
+        enumerated = bool(_ENUM.match(line))
+        starts_lab = (
+            _LAB_NAME.search(line) is not None
+            and not _PHONE.search(line)
+            and not _FAX.search(line)
+            and not re.match(r"(?i)\s*(?:address|tel|phone|fax)", line)
+        )
+        if current and (enumerated or (starts_lab and _has_contact_or_address(current))):
+            entries.append(current)
+            current = []
+        current.append(_ENUM.sub("", line))
+    if current:
+        entries.append(current)
+    labs: list[LaboratoryEntry] = []
+    for lines in entries:
+        joined = "\n".join(lines)
+        if not any(_LAB_NAME.search(x) for x in lines) and not re.search(r"\d", joined):
+            continue
+        phone, fax = _PHONE.search(joined), _FAX.search(joined)
+        name = re.sub(r"(?i)^\s*(?:name|laboratory)\s*:\s*", "", lines[0]).strip()
+        address = (
+            ", ".join(x for x in lines[1:] if not _PHONE.search(x) and not _FAX.search(x)).strip()
+            or None
+        )
+        labs.append(
+            LaboratoryEntry(
+                name=name[:120],
+                address=address[:240] if address else None,
+                phone=phone.group("v").strip() if phone else None,
+                fax=fax.group("v").strip() if fax else None,
+            )
+        )
+    return labs
+
+
+def _has_contact_or_address(lines: list[str]) -> bool:
+    return len(lines) >= 2
+
+
 def _f1572(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
     return Form1572Extraction(
         **base,
         investigator_name=r.name("investigator_name"),
         irb_name=r.value("irb_name"),
         sub_investigators=r.listing("sub_investigators"),
+        laboratories=_laboratories(r.text),
     )
+
+
+def _title_name(r: _Reader) -> str | None:
+    """A name printed on its own in the first lines (a CV's or certificate's heading)."""
+    for line in r.text.splitlines()[:12]:
+        candidate = line.strip(" :|")
+        if _looks_like_name(candidate) and candidate.split()[0].lower() not in {
+            "curriculum",
+            "biographical",
+            "resume",
+            "certificate",
+        }:
+            return candidate
+    return None
 
 
 def _cv(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
     return InvestigatorCVExtraction(
-        **base, person_name=r.name("person_name"), position=r.value("position")
+        **base,
+        person_name=r.name("person_name") or _title_name(r),
+        position=r.value("position"),
     )
 
 
 def _license(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
     return MedicalLicenseExtraction(
         **base,
-        holder_name=r.name("holder_name"),
+        holder_name=r.name("holder_name") or _title_name(r),
         license_number=r.value("license_number"),
         issue_date=r.date("issue_date"),
         expiry_date=r.date("expiry_date"),
@@ -346,29 +580,33 @@ def _license(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
 def _gcp(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
     return GCPCertificateExtraction(
         **base,
-        holder_name=r.name("holder_name"),
+        holder_name=r.name("holder_name") or _title_name(r),
         completion_date=r.date("completion_date"),
         provider=r.value("provider"),
     )
 
 
 def _irb(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
+    span = r.date_range()
     return IRBApprovalExtraction(
         **base,
         irb_name=r.value("irb_name"),
         investigator_name=r.name("investigator_name"),
-        approval_date=r.date("approval_date"),
-        expiry_date=r.date("expiry_date"),
+        approval_date=r.date("approval_date") or span.get("approval_date"),
+        expiry_date=span.get("expiry_date") or r.date("expiry_date"),
     )
 
 
 def _icf(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
-    raw = r.value("icf_version")
-    m = _VERSION.search(raw) if raw else None
+    version = None
+    for value in r.values("icf_version"):
+        version = read_version(value)
+        if version:
+            break
     return ICFApprovalExtraction(
         **base,
         irb_name=r.value("irb_name"),
-        icf_version=m.group(0) if m else None,
+        icf_version=version,
         approval_date=r.date("approval_date"),
     )
 
@@ -377,14 +615,14 @@ def _delegation(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
     return DelegationLogExtraction(
         **base,
         principal_investigator=r.name("investigator_name"),
-        staff=_delegation_rows(r.text, r.dayfirst),
+        staff=_delegation_rows(r.text, r.order),
     )
 
 
 def _financial(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
     return FinancialDisclosureExtraction(
         **base,
-        investigator_name=r.name("investigator_name"),
+        investigator_name=r.name("investigator_name") or r.name("person_name"),
         interests_declared=_interests(r.value("financial_interests")),
     )
 
@@ -408,17 +646,22 @@ def _lab(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
     accreditation = next(
         (
             label
-            for key, label in (("clia", "CLIA"), ("iso 15189", "ISO 15189"), ("college of", "CAP"))
-            if key in low
+            for keys, label in (
+                (("clia", "clinical laboratory improvement"), "CLIA"),
+                (("iso 15189", "iso15189"), "ISO 15189"),
+                (("college of american pathologists", "cap accredit"), "CAP"),
+            )
+            if any(k in low for k in keys)
         ),
         None,
     )
+    span = r.date_range()
     return LabCertificationExtraction(
         **base,
         lab_name=r.value("lab_name"),
         certificate_number=r.value("certificate_number"),
         accreditation=accreditation,
-        expiry_date=r.date("expiry_date"),
+        expiry_date=span.get("expiry_date") or r.date("expiry_date"),
     )
 
 
@@ -442,15 +685,32 @@ _EXTRACTORS: dict[DocumentType, Callable[[_Reader, dict[str, Any]], ExtractionBa
 }
 
 
-def extract(parse: ParseResult, doc_type: DocumentType, *, dayfirst: bool = False) -> Extraction:
+def extract(
+    parse: ParseResult,
+    doc_type: DocumentType,
+    *,
+    dayfirst: bool = False,
+    order: DateOrder | None = None,
+    protocol_number: str | None = None,
+) -> Extraction:
     """The extraction model of ``doc_type`` filled from ``parse``'s text.
 
-    ``dayfirst`` reads ambiguous slash dates (``03/12/2026``) as day/month (European use);
-    the default reads them month/day. Deterministic; never raises for content.
+    ``order`` (or ``dayfirst``) is the packet country's numeric date order; ambiguous dates
+    (``03/12/2026``) are read in it. ``protocol_number`` (the packet's) lets a document that
+    names the protocol only in passing still be recognised as naming it. Deterministic; never
+    raises for content.
     """
-    reader = _Reader(parse.text, dayfirst)
-    base = _common(parse, reader)
+    reader = _Reader(parse, order_for(dayfirst, order))
+    base = _common(parse, reader, protocol_number)
+    base["ind_number"] = _ind_number(reader.text)
     result = _EXTRACTORS[doc_type](reader, base)
-    if reader.unparsed:
-        result = result.model_copy(update={"unparsed_dates": sorted(set(reader.unparsed))})
+    if reader.unreadable:
+        result = result.model_copy(
+            update={
+                "unparsed_dates": sorted(reader.unreadable),
+                "unreadable_pages": {
+                    k: v for k, v in sorted(reader.unreadable.items()) if v is not None
+                },
+            }
+        )
     return cast(Extraction, result)

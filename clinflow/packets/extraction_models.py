@@ -37,11 +37,28 @@ class ExtractionBase(BaseModel):
     document_date: str | None = None
     form_version: str | None = None
     signature: SignatureEvidence = Field(default_factory=SignatureEvidence)
-    unparsed_dates: list[str] = Field(default_factory=list)
+    ind_number: str | None = Field(None, description="A US IND number the document states.")
+    unparsed_dates: list[str] = Field(
+        default_factory=list, description="Labelled fields whose value could not be read."
+    )
+    unreadable_pages: dict[str, int] = Field(
+        default_factory=dict, description="Page (0-based) of each unreadable field, if known."
+    )
 
     def people(self) -> list[str]:
         """Names of people this document is about (for cross-document checks)."""
         return []
+
+
+class LaboratoryEntry(BaseModel):
+    """A clinical laboratory listed in Form FDA 1572 section 4."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    address: str | None = None
+    phone: str | None = None
+    fax: str | None = None
 
 
 class Form1572Extraction(ExtractionBase):
@@ -49,6 +66,7 @@ class Form1572Extraction(ExtractionBase):
     investigator_name: str | None = None
     irb_name: str | None = None
     sub_investigators: list[str] = Field(default_factory=list)
+    laboratories: list[LaboratoryEntry] = Field(default_factory=list)
 
     def people(self) -> list[str]:
         return [n for n in [self.investigator_name, *self.sub_investigators] if n]

@@ -119,6 +119,9 @@ class Classification(_Frozen):
     confidence: float = Field(ge=0.0, le=1.0)
     runner_up: DocumentType | None = None
     matched: list[str] = Field(default_factory=list, description="Keyword rule ids that hit.")
+    scores: dict[str, float] = Field(
+        default_factory=dict, description="Score of every type with evidence (non-zero)."
+    )
 
 
 class Finding(_Frozen):

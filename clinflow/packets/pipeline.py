@@ -106,7 +106,9 @@ def evaluate_document(
         )
     classification = classify(parsed)
     doc_type = declared_type or classification.doc_type
-    extraction = extract(parsed, doc_type, dayfirst=manifest.dayfirst)
+    extraction = extract(
+        parsed, doc_type, dayfirst=manifest.dayfirst, protocol_number=manifest.protocol_number
+    )
     findings = validate_document(
         parsed,
         classification,

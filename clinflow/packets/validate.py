@@ -8,9 +8,11 @@ the rule table (:mod:`clinflow.packets.rules`). The planned activation date is t
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from clinflow.packets.checklists import Checklist
+from clinflow.packets.classify import clearly_other_type
 from clinflow.packets.extraction_models import (
     Extraction,
     GCPCertificateExtraction,
@@ -70,11 +72,7 @@ def structural_checks(
         )
     if doc_type is DocumentType.UNKNOWN:
         out.append(make_finding("DOC_TYPE_UNKNOWN", document))
-    elif (
-        declared_type is not None
-        and classification.doc_type is not DocumentType.UNKNOWN
-        and classification.doc_type != declared_type
-    ):
+    elif declared_type is not None and clearly_other_type(classification, declared_type):
         out.append(
             make_finding(
                 "DOC_TYPE_DECLARED_MISMATCH",
@@ -98,8 +96,30 @@ def structural_checks(
         if item.signature_required and not extraction.signature.present:
             out.append(make_finding("SIGNATURE_MISSING", document, doc_type=doc_type.value))
     for field in extraction.unparsed_dates:
-        out.append(make_finding("DATE_UNPARSEABLE", document, field=field))
+        page = extraction.unreadable_pages.get(field)
+        out.append(
+            make_finding(
+                "FIELD_UNREADABLE",
+                document,
+                field=field,
+                page="?" if page is None else page + 1,
+            )
+        )
     return out
+
+
+def same_protocol(found: str, expected: str) -> bool:
+    """Whether a protocol number read from a document names the packet's protocol.
+
+    Case, separators (``CFX 301``, ``CFX_301``, ``CFX301``) and a suffix after the number
+    (``CFX-301-AM3``, ``CFX-301/v3``) do not make another protocol.
+    """
+
+    def squash(value: str) -> str:
+        return re.sub(r"[^A-Z0-9]", "", value.upper())
+
+    f, e = squash(found), squash(expected)
+    return f == e or (f.startswith(e) and not f[len(e) : len(e) + 1].isdigit())
 
 
 def _same_site(a: str, b: str) -> bool:
@@ -126,9 +146,8 @@ def semantic_checks(
     out: list[Finding] = []
     activation = activation_date(manifest, as_of)
     matrix = matrix or load_protocol_matrix()
-    if (
-        extraction.protocol_number
-        and extraction.protocol_number.upper() != manifest.protocol_number.upper()
+    if extraction.protocol_number and not same_protocol(
+        extraction.protocol_number, manifest.protocol_number
     ):
         out.append(
             make_finding(
@@ -182,6 +201,8 @@ def _add_years(day: date, years: int) -> date:
 
 def _irb(extraction: IRBApprovalExtraction, activation: date, document: str) -> list[Finding]:
     if extraction.expiry_date is None:
+        if "expiry_date" in extraction.unparsed_dates:
+            return []  # FIELD_UNREADABLE already says the expiry could not be checked
         return [make_finding("IRB_EXPIRY_MISSING", document)]
     expiry = date.fromisoformat(extraction.expiry_date)
     if expiry < activation:

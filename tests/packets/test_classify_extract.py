@@ -78,11 +78,19 @@ def test_extracted_dates_are_iso(written: str, dayfirst: bool) -> None:
 
 def test_unreadable_labelled_dates_are_listed_not_raised() -> None:
     ex = _extract(
-        ["Approval Date: around Easter", "Expiration Date: 2027-01-01"], DocumentType.IRB_APPROVAL
+        ["Approval Date: 2026-01-02", "Expiration Date: 31/31/2O27"], DocumentType.IRB_APPROVAL
     )
     assert isinstance(ex, IRBApprovalExtraction)
-    assert ex.approval_date is None and ex.expiry_date == "2027-01-01"
-    assert ex.unparsed_dates == ["approval_date"]
+    assert ex.approval_date == "2026-01-02" and ex.expiry_date is None
+    assert ex.unparsed_dates == ["expiry_date"]
+    assert ex.unreadable_pages == {"expiry_date": 0}
+
+
+def test_a_generic_date_label_followed_by_words_is_not_an_unreadable_date() -> None:
+    ex = _extract(
+        ["Date: Completed Score", "Expiration Date: 2027-01-01"], DocumentType.IRB_APPROVAL
+    )
+    assert ex.unparsed_dates == [] and ex.document_date is None
 
 
 def test_1572_fields_and_digital_signature() -> None:

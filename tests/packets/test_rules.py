@@ -160,9 +160,13 @@ CASES: dict[str, tuple[Case, Case]] = {
         lambda: structural(parse=_parse(page_count=1)),
         lambda: structural(parse=_parse(page_count=2)),
     ),
-    "DATE_UNPARSEABLE": (
+    "FIELD_UNREADABLE": (
         lambda: structural(
-            em.Form1572Extraction(signature=SIGNED, unparsed_dates=["document_date"])
+            em.Form1572Extraction(
+                signature=SIGNED,
+                unparsed_dates=["expiry_date"],
+                unreadable_pages={"expiry_date": 1},
+            )
         ),
         lambda: structural(em.Form1572Extraction(signature=SIGNED, document_date="2026-01-01")),
     ),
@@ -188,9 +192,23 @@ CASES: dict[str, tuple[Case, Case]] = {
     ),
     "DOC_TYPE_DECLARED_MISMATCH": (
         lambda: structural(
-            declared_type=DocumentType.FDA_1572, classification=_cls(DocumentType.INVESTIGATOR_CV)
+            declared_type=DocumentType.FDA_1572,
+            classification=Classification(
+                doc_type=DocumentType.INVESTIGATOR_CV,
+                score=30,
+                confidence=1.0,
+                scores={"INVESTIGATOR_CV": 30, "FDA_1572": 2},
+            ),
         ),
-        lambda: structural(declared_type=DocumentType.FDA_1572),
+        lambda: structural(
+            declared_type=DocumentType.FDA_1572,
+            classification=Classification(
+                doc_type=DocumentType.INVESTIGATOR_CV,
+                score=12,
+                confidence=0.6,
+                scores={"INVESTIGATOR_CV": 12, "FDA_1572": 8},
+            ),
+        ),
     ),
     "PROTOCOL_NUMBER_MISMATCH": (
         lambda: semantic(em.Form1572Extraction(protocol_number="NVX-210")),
