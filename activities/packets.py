@@ -32,17 +32,16 @@ from activities.errors import to_application_error
 from activities.packets_models import (
     REVIEW_ROLE,
     TERMINAL_STATUSES,
+    AnalyseInput,
+    AnalyseResult,
     AuditInput,
     BatchPlan,
-    ClassifyInput,
     DeadLetterInput,
     DeadLetterResult,
     DescribeInput,
     DocumentStepInput,
     ExternalCheckInput,
     ExternalCheckResult,
-    ExtractInput,
-    ExtractResult,
     FindingsResult,
     HashVerifyResult,
     LoadPageInput,
@@ -53,16 +52,12 @@ from activities.packets_models import (
     PacketInput,
     PacketSettled,
     PacketStatus,
-    ParseInput,
-    ParseSummary,
     RedactInput,
     RegisterPacketInput,
     ReviewCheckInput,
     ReviewVerdict,
     StoreResult,
     TransitionInput,
-    ValidateInput,
-    ValidateResult,
 )
 from activities.packets_residency import redact_packet_status
 from clinflow.audit_chain import AuditEntry, AuditRecord
@@ -79,13 +74,10 @@ from clinflow.esign import ESignatureError, SignatureMeaning, verify_against_reg
 from clinflow.object_store import ObjectIntegrityError
 from clinflow.packets.checklists import Checklist, UnknownRegion, load_checklist
 from clinflow.packets.circuit_breaker import CircuitBreaker
-from clinflow.packets.classify import classify
 from clinflow.packets.cross_checks import cross_document_checks, duplicate_findings
-from clinflow.packets.extract import extract
 from clinflow.packets.extraction_models import DocumentRecord
 from clinflow.packets.gaps import gap_analysis
 from clinflow.packets.models import (
-    Classification,
     DocumentType,
     FileKind,
     Finding,
@@ -94,13 +86,12 @@ from clinflow.packets.models import (
     ParseResult,
 )
 from clinflow.packets.parse import parse_document
+from clinflow.packets.pipeline import evaluate_document
 from clinflow.packets.rules import make_finding
-from clinflow.packets.validate import semantic_checks, structural_checks
 from clinflow.pdf_signatures import (
     PdfSignatureError,
     PdfSignatureReport,
     TrustBundle,
-    findings_from_report,
     validate_pdf_signatures,
 )
 from clinflow.tokenise import Tokeniser
@@ -453,25 +444,104 @@ class PacketActivities:
             ocr_pages=list(row["ocr_pages"] or []),
         )
 
-    @activity.defn(name="packets.parse")
+    @activity.defn(name="packets.analyse")
     @packet_activity
-    async def parse(self, req: ParseInput) -> ParseSummary:
-        """Parse the stored document (PDF text/OCR, DOCX) off the event loop.
+    async def analyse(self, req: AnalyseInput) -> AnalyseResult:
+        """Parse the stored document (PDF text/OCR, DOCX; in a parser process) and analyse it
+        with :func:`clinflow.packets.pipeline.evaluate_document`: classify, extract, validate
+        (structural, PDF signatures, then semantic unless a structural check was fatal).
 
-        The full result is stored encrypted under the document key (a retry reuses it);
-        the workflow gets a summary. Raises FATAL_SCHEMA_MISMATCH (unreadable, truncated,
-        unsupported) or RECOVERABLE_TIMEOUT (OCR engine unavailable).
+        The parse result and the PDF signature report are stored encrypted under the document
+        key, so a retry analyses again without parsing again. Records one
+        ``packet_validations`` row per stage (upserts), the findings, and the document's
+        extraction and status. Raises FATAL_SCHEMA_MISMATCH (unreadable, truncated,
+        unsupported) or RECOVERABLE_TIMEOUT (OCR engine unavailable, parser crashed).
         """
+        parsed, signatures = await self._parsed_document(req)
+        checklist = self._checklist(req.manifest.region)
+        evaluation = await asyncio.to_thread(
+            evaluate_document,
+            parsed,
+            name=req.name,
+            manifest=req.manifest,
+            checklist=checklist,
+            as_of=req.as_of,
+            ingestion_sha256=req.ingestion_sha256,
+            declared_type=req.declared_type,
+            signatures=signatures,
+        )
+        extraction = evaluation.extraction
+        assert extraction is not None and evaluation.classification is not None
+        structural = evaluation.stage_findings("structural")
+        semantic = evaluation.stage_findings("semantic") if evaluation.semantic_checked else None
+
+        def passed(items: list[Finding]) -> bool:
+            return not any(
+                f.category in (ErrorCategory.FATAL_SCHEMA_MISMATCH, ErrorCategory.COMPLIANCE_BLOCK)
+                for f in items
+            )
+
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            stages: list[tuple[str, list[Finding]]] = [("structural", structural)]
+            if semantic is not None:
+                stages.append(("semantic", semantic))
+            for stage, items in stages:
+                await conn.execute(
+                    """INSERT INTO packet_validations (packet_id, document_key, stage, passed,
+                           finding_count) VALUES ($1,$2,$3,$4,$5)
+                       ON CONFLICT (document_key, stage) DO UPDATE SET passed = excluded.passed,
+                           finding_count = excluded.finding_count, validated_at = now()""",
+                    req.packet_id,
+                    req.document_key,
+                    stage,
+                    passed(items),
+                    len(items),
+                )
+            await self._insert_findings(conn, req.packet_id, req.document_key, evaluation.findings)
+            await conn.execute(
+                """UPDATE packet_documents SET file_kind = $2, page_count = $3, ocr_pages = $4,
+                       ocr_mean_confidence = $5, doc_type = $6, classification_score = $7,
+                       extraction = $8::jsonb, status = $9, updated_at = now()
+                   WHERE document_key = $1""",
+                req.document_key,
+                str(parsed.kind),
+                parsed.page_count,
+                parsed.ocr_pages,
+                parsed.ocr_mean_confidence,
+                extraction.doc_type.value,
+                evaluation.classification.score,
+                extraction.model_dump_json(),
+                "VALIDATED" if evaluation.semantic_checked else "FAILED",
+            )
+        return AnalyseResult(
+            kind=str(parsed.kind),
+            page_count=parsed.page_count,
+            ocr_pages=parsed.ocr_pages,
+            ocr_mean_confidence=parsed.ocr_mean_confidence,
+            classification=evaluation.classification,
+            record=evaluation.record(),
+            findings=evaluation.findings,
+            structural_passed=passed(structural),
+            semantic_passed=None if semantic is None else passed(semantic),
+        )
+
+    async def _parsed_document(
+        self, req: AnalyseInput
+    ) -> tuple[ParseResult, PdfSignatureReport | None]:
+        """The document's parse result and PDF signature report: from this process's cache,
+        from the object store (an earlier attempt), or parsed now and stored."""
         parsed_ref = ObjectRef(bucket=self.bucket, key=f"{PARSED_PREFIX}/{req.document_key}.json")
+        sig_key = _signatures_key(req.document_key)
         parsed: ParseResult | None = self._parsed.get(req.document_key)
         if parsed is None and await self.deps.store.exists(parsed_ref.bucket, parsed_ref.key):
             parsed = await self._load_parsed(req.document_key, parsed_ref)
+        signatures: PdfSignatureReport | None = None
         if parsed is None:
             parsed, signatures = await self._parse_fresh(req)
             if signatures is not None:
                 await self.deps.store.put_bytes(
-                    parsed_ref.bucket,
-                    _signatures_key(req.document_key),
+                    self.bucket,
+                    sig_key,
                     signatures.model_dump_json().encode(),
                     content_type="application/json",
                 )
@@ -482,28 +552,15 @@ class PacketActivities:
                 content_type="application/json",
             )
             self._remember(req.document_key, parsed)
-        async with self.deps.pool.acquire() as conn:
-            await conn.execute(
-                """UPDATE packet_documents SET file_kind = $2, page_count = $3, ocr_pages = $4,
-                       ocr_mean_confidence = $5, status = CASE WHEN status = 'VALIDATED'
-                       THEN status ELSE 'PARSED' END, updated_at = now()
-                   WHERE document_key = $1""",
-                req.document_key,
-                str(parsed.kind),
-                parsed.page_count,
-                parsed.ocr_pages,
-                parsed.ocr_mean_confidence,
-            )
-        return ParseSummary(
-            parsed=parsed_ref,
-            kind=str(parsed.kind),
-            sha256=parsed.sha256,
-            page_count=parsed.page_count,
-            ocr_pages=parsed.ocr_pages,
-            ocr_mean_confidence=parsed.ocr_mean_confidence,
-        )
+        elif parsed.kind is FileKind.PDF and parsed.signature_fields:
+            if await self.deps.store.exists(self.bucket, sig_key):
+                data = await self.deps.store.get_bytes(self.bucket, sig_key)
+                signatures = PdfSignatureReport.model_validate_json(data)
+        return parsed, signatures
 
-    async def _parse_fresh(self, req: ParseInput) -> tuple[ParseResult, PdfSignatureReport | None]:
+    async def _parse_fresh(
+        self, req: AnalyseInput
+    ) -> tuple[ParseResult, PdfSignatureReport | None]:
         """Parse, and validate the digital signatures of a PDF that has signature fields."""
         fd, name = await asyncio.to_thread(tempfile.mkstemp, suffix=".doc", prefix="packet-")
         path = Path(name)
@@ -544,108 +601,6 @@ class PacketActivities:
             return outcome, signatures
         finally:
             await asyncio.to_thread(path.unlink, True)
-
-    @activity.defn(name="packets.classify")
-    @packet_activity
-    async def classify(self, req: ClassifyInput) -> Classification:
-        """The document type by the keyword classifier (pure, milliseconds)."""
-        return classify(await self._load_parsed(req.document_key, req.parsed))
-
-    @activity.defn(name="packets.extract")
-    @packet_activity
-    async def extract(self, req: ExtractInput) -> ExtractResult:
-        """The document type's fields, dates normalised to ISO 8601 (pure, milliseconds)."""
-        parsed = await self._load_parsed(req.document_key, req.parsed)
-        return ExtractResult(extraction=extract(parsed, req.doc_type, dayfirst=req.dayfirst))
-
-    @activity.defn(name="packets.validate")
-    @packet_activity
-    async def validate(self, req: ValidateInput) -> ValidateResult:
-        """Structural checks, then semantic rules unless a structural check was fatal.
-
-        Records one ``packet_validations`` row per stage (upsert: a retry or replay updates,
-        never adds), the findings, and the document's extraction and status.
-        """
-        parsed = await self._load_parsed(req.document_key, req.parsed)
-        checklist = self._checklist(req.manifest.region)
-        structural = structural_checks(
-            parsed,
-            req.classification,
-            req.extraction,
-            checklist=checklist,
-            document=req.name,
-            ingestion_sha256=req.ingestion_sha256,
-            declared_type=req.declared_type,
-        )
-        structural += await self._digital_signature_findings(req, parsed, checklist)
-        fatal = any(f.category is ErrorCategory.FATAL_SCHEMA_MISMATCH for f in structural)
-        semantic: list[Finding] | None = None
-        if not fatal:
-            semantic = semantic_checks(
-                req.extraction, manifest=req.manifest, document=req.name, as_of=req.as_of
-            )
-        findings = structural + (semantic or [])
-
-        def passed(items: list[Finding]) -> bool:
-            return not any(
-                f.category in (ErrorCategory.FATAL_SCHEMA_MISMATCH, ErrorCategory.COMPLIANCE_BLOCK)
-                for f in items
-            )
-
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            stages: list[tuple[str, list[Finding]]] = [("structural", structural)]
-            if semantic is not None:
-                stages.append(("semantic", semantic))
-            for stage, items in stages:
-                await conn.execute(
-                    """INSERT INTO packet_validations (packet_id, document_key, stage, passed,
-                           finding_count) VALUES ($1,$2,$3,$4,$5)
-                       ON CONFLICT (document_key, stage) DO UPDATE SET passed = excluded.passed,
-                           finding_count = excluded.finding_count, validated_at = now()""",
-                    req.packet_id,
-                    req.document_key,
-                    stage,
-                    passed(items),
-                    len(items),
-                )
-            await self._insert_findings(conn, req.packet_id, req.document_key, findings)
-            await conn.execute(
-                """UPDATE packet_documents SET doc_type = $2, classification_score = $3,
-                       extraction = $4::jsonb, status = $5, updated_at = now()
-                   WHERE document_key = $1""",
-                req.document_key,
-                req.extraction.doc_type.value,
-                req.classification.score,
-                req.extraction.model_dump_json(),
-                "FAILED" if fatal else "VALIDATED",
-            )
-        return ValidateResult(
-            findings=findings,
-            structural_passed=passed(structural),
-            semantic_passed=None if semantic is None else passed(semantic),
-        )
-
-    async def _digital_signature_findings(
-        self, req: ValidateInput, parsed: ParseResult, checklist: Checklist
-    ) -> list[Finding]:
-        """PDF_SIGNATURE_* findings: every present signature must validate (intact, whole
-        document, approved CA, in date); one is required where the checklist item of the
-        document type says ``digital_signature: required``."""
-        if parsed.kind is not FileKind.PDF:
-            return []
-        doc_type = req.extraction.doc_type
-        item = checklist.item(doc_type)
-        required = item is not None and item.digital_signature == "required"
-        if not required and not parsed.signature_fields:
-            return []
-        key = _signatures_key(req.document_key)
-        report = PdfSignatureReport(signatures=[])
-        if await self.deps.store.exists(self.bucket, key):
-            data = await self.deps.store.get_bytes(self.bucket, key)
-            report = PdfSignatureReport.model_validate_json(data)
-        return findings_from_report(
-            report, required=required, document=req.name, doc_type=doc_type.value
-        )
 
     @staticmethod
     async def _insert_findings(
@@ -1034,10 +989,7 @@ class PacketActivities:
             self.audit,
             self.hash_verify,
             self.store,
-            self.parse,
-            self.classify,
-            self.extract,
-            self.validate,
+            self.analyse,
             self.cross_checks,
             self.gaps,
             self.dead_letter,

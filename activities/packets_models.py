@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from clinflow.audit_chain import AuditEntry
 from clinflow.errors import ErrorCategory
 from clinflow.esign import SignedDecision
-from clinflow.packets.extraction_models import DocumentRecord, Extraction
+from clinflow.packets.extraction_models import DocumentRecord
 from clinflow.packets.manifest import PacketManifest
 from clinflow.packets.models import (
     Classification,
@@ -170,6 +170,15 @@ class DocumentSummary(BaseModel):
     page_count: int = 0
     ocr_pages: list[int] = Field(default_factory=list)
     state: str = "PENDING"
+    classified_as: DocumentType | None = Field(
+        None, description="What the classifier read (the declared type may differ)."
+    )
+    classification_confidence: float | None = None
+    signature: str | None = Field(None, description="signed | unsigned | uncertain")
+    signature_evidence: list[str] = Field(
+        default_factory=list, description="Per signature block: status, kind, page, label."
+    )
+    codes: list[str] = Field(default_factory=list, description="The document's finding codes.")
 
 
 class ReviewRecord(BaseModel):
@@ -312,52 +321,28 @@ class StoreResult(BaseModel):
     ocr_pages: list[int] = Field(default_factory=list)
 
 
-class ParseInput(BaseModel):
+class AnalyseInput(BaseModel):
+    """One stored document to parse and analyse (classify, extract, validate)."""
+
     packet_id: str
     document_key: str
     name: str
     ref: DocumentRef
-
-
-class ParseSummary(BaseModel):
-    parsed: ObjectRef
-    kind: str
-    sha256: str
-    page_count: int
-    ocr_pages: list[int] = Field(default_factory=list)
-    ocr_mean_confidence: float | None = None
-
-
-class ClassifyInput(BaseModel):
-    document_key: str
-    parsed: ObjectRef
-
-
-class ExtractInput(BaseModel):
-    document_key: str
-    parsed: ObjectRef
-    doc_type: DocumentType
-    dayfirst: bool
-
-
-class ExtractResult(BaseModel):
-    extraction: Extraction
-
-
-class ValidateInput(BaseModel):
-    packet_id: str
-    document_key: str
-    name: str
-    parsed: ObjectRef
-    classification: Classification
-    extraction: Extraction
     manifest: PacketManifest
     as_of: date
     ingestion_sha256: str
     declared_type: DocumentType | None = None
 
 
-class ValidateResult(BaseModel):
+class AnalyseResult(BaseModel):
+    """What the analysis of one document gave: small, for the workflow's history."""
+
+    kind: str
+    page_count: int
+    ocr_pages: list[int] = Field(default_factory=list)
+    ocr_mean_confidence: float | None = None
+    classification: Classification
+    record: DocumentRecord
     findings: list[Finding]
     structural_passed: bool
     semantic_passed: bool | None = Field(None, description="None when skipped (fatal).")
@@ -461,11 +446,12 @@ __all__ = [
     "TERMINAL_STATUSES",
     "WAITING_STATUSES",
     "AddDocumentsInput",
+    "AnalyseInput",
+    "AnalyseResult",
     "AuditInput",
     "BatchInput",
     "BatchPlan",
     "BatchSummary",
-    "ClassifyInput",
     "DeadLetterInput",
     "DeadLetterResult",
     "DescribeInput",
@@ -474,8 +460,6 @@ __all__ = [
     "DocumentSummary",
     "ExternalCheckInput",
     "ExternalCheckResult",
-    "ExtractInput",
-    "ExtractResult",
     "FindingsResult",
     "HashVerifyResult",
     "LoadPageInput",
@@ -487,8 +471,6 @@ __all__ = [
     "PacketSettled",
     "PacketStatus",
     "PacketStatusName",
-    "ParseInput",
-    "ParseSummary",
     "RedactInput",
     "RegisterPacketInput",
     "ReviewCheckInput",
@@ -498,8 +480,6 @@ __all__ = [
     "ReviewVerdict",
     "StoreResult",
     "TransitionInput",
-    "ValidateInput",
-    "ValidateResult",
     "packet_queue",
     "residency_head",
 ]

@@ -128,7 +128,7 @@ async def test_truncated_pdf_is_dead_lettered_with_context(
     assert row["category"] == "FATAL_SCHEMA_MISMATCH"
     assert row["s3_key"] and row["document_key"]
     attempts = json.loads(row["attempts"])
-    assert attempts[0]["activity"] == "packets.parse" and len(attempts) == 1  # no retries
+    assert attempts[0]["activity"] == "packets.analyse" and len(attempts) == 1  # no retries
     assert await env.store.exists(row["s3_bucket"], row["s3_key"])
     assert await env.store.exists(env.settings.s3_bucket_dlq, f"packets/dlq/{row['dlq_id']}.json")
 

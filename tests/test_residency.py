@@ -253,7 +253,7 @@ async def test_eu_packet_stays_on_the_eu_worker_and_the_us_worker_sees_tokens_on
     assert set(takers) == {"worker-eu"}
     assert {r.workflow_id for r in eu_rec.items} == {eu_packet.packet_id}
     assert eu_packet.packet_id not in {r.workflow_id for r in us_rec.items}
-    assert any(r.kind == "activity:packets.parse" for r in eu_rec.items)
+    assert any(r.kind == "activity:packets.analyse" for r in eu_rec.items)
 
     # The recorders see real content: the EU worker received the EU names (file names) ...
     words = _forbidden_eu_words()

@@ -1,9 +1,9 @@
 """SitePacketWorkflow: one site's activation packet, from stored documents to a decision.
 
-Per document (in parallel): hash-verify, store, parse, classify, extract, validate
-(structural then semantic), audit. Then the optional external IRB-portal check, the
-cross-document checks and the gap analysis, and routing by the error taxonomy
-(:func:`clinflow.packets.routing.route`):
+Per document (in parallel): hash-verify, store, analyse (parse, then classify + extract +
+validate in one domain step, :func:`clinflow.packets.pipeline.evaluate_document`), audit.
+Then the optional external IRB-portal check, the cross-document checks and the gap analysis,
+and routing by the error taxonomy (:func:`clinflow.packets.routing.route`):
 
 - FATAL_SCHEMA_MISMATCH (or RECOVERABLE_TIMEOUT after its retries) -> a DLQ entry per failure
   with full context, terminal DEAD_LETTERED;
@@ -38,20 +38,19 @@ with workflow.unsafe.imports_passed_through():
     from activities.packets import PacketActivities
     from activities.packets_models import (
         AddDocumentsInput,
+        AnalyseInput,
+        AnalyseResult,
         AuditInput,
-        ClassifyInput,
         DeadLetterInput,
         DocumentInput,
         DocumentStepInput,
         DocumentSummary,
         ExternalCheckInput,
-        ExtractInput,
         PacketChecksInput,
         PacketInput,
         PacketSettled,
         PacketStatus,
         PacketStatusName,
-        ParseInput,
         RedactInput,
         RegisterPacketInput,
         ReviewCheckInput,
@@ -59,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
         ReviewOutcome,
         ReviewRecord,
         TransitionInput,
-        ValidateInput,
     )
     from clinflow.audit_chain import AuditEntry
     from clinflow.errors import ErrorCategory
@@ -117,6 +115,39 @@ class _DocResult:
     record: DocumentRecord | None = None
     findings: list[Finding] = field(default_factory=list)
     stage: str = ""
+    analysis: AnalyseResult | None = None
+
+
+def _summary(r: _DocResult) -> DocumentSummary:
+    """A document's line in the packet status: type, classification, signature, codes."""
+    extraction = r.record.extraction if r.record else None
+    signature = extraction.signature if extraction else None
+    blocks = getattr(signature, "blocks", []) or []
+    return DocumentSummary(
+        name=r.document.name,
+        document_key=r.key,
+        doc_type=r.record.doc_type if r.record else DocumentType.UNKNOWN,
+        page_count=r.record.page_count if r.record else 0,
+        ocr_pages=r.analysis.ocr_pages if r.analysis else [],
+        state="PROCESSED" if r.record else f"FAILED_AT_{r.stage.upper()}",
+        classified_as=r.analysis.classification.doc_type if r.analysis else None,
+        classification_confidence=r.analysis.classification.confidence if r.analysis else None,
+        signature=getattr(signature, "status", None) if signature else None,
+        signature_evidence=[
+            " ".join(
+                str(x)
+                for x in (
+                    getattr(b, "status", ""),
+                    getattr(b, "kind", ""),
+                    f"page {b.page + 1}" if getattr(b, "page", None) is not None else "",
+                    getattr(b, "label", ""),
+                )
+                if x
+            )
+            for b in blocks
+        ],
+        codes=sorted({f.code for f in r.findings}),
+    )
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -346,59 +377,26 @@ class SitePacketWorkflow:
                 out.record = stored.record
                 out.findings.extend(stored.findings)
                 return out
-            out.stage = "parse"
-            parsed = await workflow.execute_activity_method(
-                PacketActivities.parse,
-                ParseInput(
-                    packet_id=self._input.packet_id, document_key=key, name=doc.name, ref=doc.ref
-                ),
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(seconds=15),
-                retry_policy=IO_RETRY,
-            )
-            out.stage = "classify"
-            classification = await workflow.execute_activity_method(
-                PacketActivities.classify,
-                ClassifyInput(document_key=key, parsed=parsed.parsed),
-                start_to_close_timeout=SHORT,
-                retry_policy=IO_RETRY,
-            )
-            doc_type = doc.declared_type or classification.doc_type
-            out.stage = "extract"
-            extracted = await workflow.execute_activity_method(
-                PacketActivities.extract,
-                ExtractInput(
-                    document_key=key, parsed=parsed.parsed, doc_type=doc_type, dayfirst=m.dayfirst
-                ),
-                start_to_close_timeout=SHORT,
-                retry_policy=IO_RETRY,
-            )
-            out.stage = "validate"
-            validated = await workflow.execute_activity_method(
-                PacketActivities.validate,
-                ValidateInput(
+            out.stage = "analyse"
+            analysed = await workflow.execute_activity_method(
+                PacketActivities.analyse,
+                AnalyseInput(
                     packet_id=self._input.packet_id,
                     document_key=key,
                     name=doc.name,
-                    parsed=parsed.parsed,
-                    classification=classification,
-                    extraction=extracted.extraction,
+                    ref=doc.ref,
                     manifest=m,
                     as_of=workflow.now().date(),
                     ingestion_sha256=doc.ingestion_sha256,
                     declared_type=doc.declared_type,
                 ),
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=IO_RETRY,
             )
-            out.findings.extend(validated.findings)
-            out.record = DocumentRecord(
-                name=doc.name,
-                sha256=doc.ref.sha256,
-                doc_type=extracted.extraction.doc_type,
-                page_count=parsed.page_count,
-                extraction=extracted.extraction,
-            )
+            out.findings.extend(analysed.findings)
+            out.record = analysed.record
+            out.analysis = analysed
             out.stage = "audit"
             counts = Counter(str(f.category) for f in out.findings)
             await workflow.execute_activity_method(
@@ -410,11 +408,12 @@ class SitePacketWorkflow:
                         subject=key,
                         payload_sha256=doc.ref.sha256,
                         details={
-                            "doc_type": str(extracted.extraction.doc_type),
-                            "pages": parsed.page_count,
-                            "ocr_pages": len(parsed.ocr_pages),
-                            "structural_passed": validated.structural_passed,
-                            "semantic_passed": validated.semantic_passed,
+                            "doc_type": str(analysed.record.doc_type),
+                            "classified_as": str(analysed.classification.doc_type),
+                            "pages": analysed.page_count,
+                            "ocr_pages": len(analysed.ocr_pages),
+                            "structural_passed": analysed.structural_passed,
+                            "semantic_passed": analysed.semantic_passed,
                             "findings": dict(counts),
                             "codes": sorted({f.code for f in out.findings}),
                         },
@@ -438,16 +437,7 @@ class SitePacketWorkflow:
         return out
 
     def _refresh_documents(self) -> None:
-        self._status.documents = [
-            DocumentSummary(
-                name=r.document.name,
-                document_key=r.key,
-                doc_type=r.record.doc_type if r.record else DocumentType.UNKNOWN,
-                page_count=r.record.page_count if r.record else 0,
-                state="PROCESSED" if r.record else f"FAILED_AT_{r.stage.upper()}",
-            )
-            for r in self._docs.values()
-        ]
+        self._status.documents = [_summary(r) for r in self._docs.values()]
 
     # ------------------------------------------------------------------ packet checks
     async def _external_check(self) -> list[Finding]:

@@ -1,18 +1,21 @@
-"""The whole packet evaluation in one process: parse, classify, extract, validate, gaps, route.
+"""The packet evaluation: per document parse, then classify + extract + validate in one step;
+per packet cross-document checks, gaps and routing.
 
-This is the reference composition of the stage functions, used by tests, the demo and anyone
-who wants a verdict without the workflow engine. The durable workflow runs the same stages as
-separate activities; both must agree on every packet.
+:func:`evaluate_document` is the per-document analysis the workflow's analysis activity runs
+on a parsed document; :func:`evaluate_packet` composes the same functions in one process (for
+tests, benchmarks, the demo and anyone who wants a verdict without the workflow engine), so
+both give the same verdict on every packet.
 """
 
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clinflow.errors import ClinflowError, FatalSchemaMismatch
+from clinflow.errors import ClinflowError, ErrorCategory, FatalSchemaMismatch
 from clinflow.packets.checklists import Checklist, UnknownRegion, load_checklist
 from clinflow.packets.classify import classify
 from clinflow.packets.cross_checks import cross_document_checks, duplicate_findings
@@ -25,14 +28,20 @@ from clinflow.packets.models import (
     Classification,
     Decision,
     DocumentType,
+    FileKind,
     Finding,
     GapReport,
     ParseOptions,
+    ParseResult,
 )
 from clinflow.packets.parse import parse_document
+from clinflow.packets.protocol_matrix import ProtocolMatrix
 from clinflow.packets.routing import route
-from clinflow.packets.rules import finding_from_error
-from clinflow.packets.validate import validate_document
+from clinflow.packets.rules import UnknownRule, finding_from_error, get_rule
+from clinflow.packets.validate import semantic_checks, structural_checks
+
+if TYPE_CHECKING:  # clinflow.pdf_signatures imports this package: load it when first used
+    from clinflow.pdf_signatures import PdfSignatureReport, TrustBundle
 
 
 class DocumentEvaluation(BaseModel):
@@ -49,6 +58,9 @@ class DocumentEvaluation(BaseModel):
     classification: Classification | None = None
     extraction: Extraction | None = None
     findings: list[Finding] = Field(default_factory=list)
+    semantic_checked: bool = Field(
+        False, description="False when a fatal structural finding skipped the semantic rules."
+    )
 
     def record(self) -> DocumentRecord:
         return DocumentRecord(
@@ -58,6 +70,17 @@ class DocumentEvaluation(BaseModel):
             page_count=self.page_count,
             extraction=self.extraction,
         )
+
+    def stage_findings(self, stage: str) -> list[Finding]:
+        """The findings of one rule stage (``structural`` or ``semantic``)."""
+        return [f for f in self.findings if _stage(f.code) == stage]
+
+
+def _stage(code: str) -> str:
+    try:
+        return get_rule(code).stage
+    except UnknownRule:
+        return "structural"
 
 
 class PacketEvaluation(BaseModel):
@@ -77,7 +100,96 @@ class PacketEvaluation(BaseModel):
         return [f for d in self.documents for f in d.findings] + self.packet_findings
 
 
+def digital_signature_findings(
+    parsed: ParseResult,
+    signatures: PdfSignatureReport | None,
+    *,
+    doc_type: DocumentType,
+    checklist: Checklist,
+    document: str,
+) -> list[Finding]:
+    """PDF_SIGNATURE_* findings: every present cryptographic signature must validate (intact,
+    whole document, approved CA, in date); one is required where the checklist item says
+    ``digital_signature: required``. ``signatures`` is the report of
+    :func:`clinflow.pdf_signatures.validate_pdf_signatures` (None: none was made)."""
+    from clinflow.pdf_signatures import PdfSignatureReport, findings_from_report
+
+    if parsed.kind is not FileKind.PDF:
+        return []
+    item = checklist.item(doc_type)
+    required = item is not None and item.digital_signature == "required"
+    if not required and not parsed.signature_fields:
+        return []
+    report = signatures or PdfSignatureReport(signatures=[])
+    return findings_from_report(
+        report, required=required, document=document, doc_type=doc_type.value
+    )
+
+
 def evaluate_document(
+    parsed: ParseResult,
+    *,
+    name: str,
+    manifest: PacketManifest,
+    checklist: Checklist,
+    as_of: date,
+    ingestion_sha256: str | None = None,
+    declared_type: DocumentType | None = None,
+    signatures: PdfSignatureReport | None = None,
+    matrix: ProtocolMatrix | None = None,
+) -> DocumentEvaluation:
+    """Classify, extract and validate one parsed document: the per-document analysis step.
+
+    The workflow's analysis activity and the in-process pipeline both call this, so a verdict
+    never depends on which ran it. Pure (no clock, no I/O): ``as_of`` comes from the caller,
+    ``signatures`` is the document's PDF signature report, if it has one.
+    """
+    digest = ingestion_sha256 or parsed.sha256
+    key = document_key(digest, manifest.site_id, manifest.protocol_version)
+    classification = classify(parsed)
+    doc_type = declared_type or classification.doc_type
+    extraction = extract(
+        parsed,
+        doc_type,
+        dayfirst=manifest.dayfirst,
+        order=getattr(manifest, "date_order", None),
+        protocol_number=manifest.protocol_number,
+    )
+    structural = structural_checks(
+        parsed,
+        classification,
+        extraction,
+        checklist=checklist,
+        document=name,
+        ingestion_sha256=ingestion_sha256,
+        declared_type=declared_type,
+    )
+    structural += digital_signature_findings(
+        parsed, signatures, doc_type=extraction.doc_type, checklist=checklist, document=name
+    )
+    fatal = any(f.category is ErrorCategory.FATAL_SCHEMA_MISMATCH for f in structural)
+    semantic = (
+        []
+        if fatal
+        else semantic_checks(
+            extraction, manifest=manifest, document=name, as_of=as_of, matrix=matrix
+        )
+    )
+    return DocumentEvaluation(
+        name=name,
+        sha256=parsed.sha256,
+        document_key=key,
+        doc_type=extraction.doc_type,
+        page_count=parsed.page_count,
+        ocr_pages=parsed.ocr_pages,
+        classification=classification,
+        extraction=extraction,
+        findings=structural + semantic,
+        semantic_checked=not fatal,
+    )
+
+
+def evaluate_file(
     path: Path,
     *,
     name: str,
@@ -87,54 +199,54 @@ def evaluate_document(
     ingestion_sha256: str | None = None,
     declared_type: DocumentType | None = None,
     options: ParseOptions | None = None,
+    trust: TrustBundle | None = None,
 ) -> DocumentEvaluation:
-    """Parse, classify, extract and validate one document. Fatal parse errors become findings.
+    """Parse the file at ``path``, validate its PDF signatures against ``trust`` (no approved
+    CA when None) and :func:`evaluate_document` it. Fatal parse errors become findings.
 
     ``ingestion_sha256`` defaults to the file's current hash (nothing to re-verify against).
     """
     digest = ingestion_sha256 or sha256_file(path)
-    key = document_key(digest, manifest.site_id, manifest.protocol_version)
     try:
         parsed = parse_document(path, options=options, subject=name)
     except FatalSchemaMismatch as err:
         return DocumentEvaluation(
             name=name,
             sha256=digest,
-            document_key=key,
+            document_key=document_key(digest, manifest.site_id, manifest.protocol_version),
             doc_type=declared_type or DocumentType.UNKNOWN,
             findings=[finding_from_error(err, name)],
         )
-    classification = classify(parsed)
-    doc_type = declared_type or classification.doc_type
-    extraction = extract(
-        parsed, doc_type, dayfirst=manifest.dayfirst, protocol_number=manifest.protocol_number
-    )
-    findings = validate_document(
+    from clinflow.pdf_signatures import TrustBundle, validate_pdf_signatures
+
+    signatures = None
+    if parsed.kind is FileKind.PDF and parsed.signature_fields:
+        report = validate_pdf_signatures(path, trust or TrustBundle([]))
+        signatures = report.model_copy(
+            update={
+                "signatures": [
+                    s.model_copy(update={"signer_subject": None}) for s in report.signatures
+                ]
+            }
+        )
+    return evaluate_document(
         parsed,
-        classification,
-        extraction,
+        name=name,
         manifest=manifest,
         checklist=checklist,
-        document=name,
         as_of=as_of,
         ingestion_sha256=digest,
         declared_type=declared_type,
-    )
-    return DocumentEvaluation(
-        name=name,
-        sha256=parsed.sha256,
-        document_key=key,
-        doc_type=doc_type,
-        page_count=parsed.page_count,
-        ocr_pages=parsed.ocr_pages,
-        classification=classification,
-        extraction=extraction,
-        findings=findings,
+        signatures=signatures,
     )
 
 
 def evaluate_packet(
-    path: Path, *, as_of: date, options: ParseOptions | None = None
+    path: Path,
+    *,
+    as_of: date,
+    options: ParseOptions | None = None,
+    trust: TrustBundle | None = None,
 ) -> PacketEvaluation:
     """Evaluate the packet at ``path`` (its folder or its manifest file) end to end.
 
@@ -164,7 +276,7 @@ def evaluate_packet(
             continue
         try:
             documents.append(
-                evaluate_document(
+                evaluate_file(
                     folder / entry.path,
                     name=entry.path,
                     manifest=manifest,
@@ -173,6 +285,7 @@ def evaluate_packet(
                     ingestion_sha256=entry.sha256,
                     declared_type=entry.doc_type,
                     options=options,
+                    trust=trust,
                 )
             )
         except ClinflowError as err:  # e.g. OCR unavailable: retries exhausted in-process
@@ -210,6 +323,8 @@ def evaluate_packet(
 __all__ = [
     "DocumentEvaluation",
     "PacketEvaluation",
+    "digital_signature_findings",
     "evaluate_document",
+    "evaluate_file",
     "evaluate_packet",
 ]
