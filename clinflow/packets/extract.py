@@ -104,9 +104,9 @@ class _Compiled:
     ranges: list[tuple[RangeSpec, list[re.Pattern[str]]]]
 
 
-# A label starts a line, a table cell, or follows a wide gap; values stop at a cell border or
-# a wide gap (the next label on a form line).
-_START = r"(?:^|(?<=\|)|(?<=\s\s)|(?<=\t))[^\S\n]*"
+# A label starts a line (after an optional form item number, "4." / "(4)"), a table cell, or
+# follows a wide gap; values stop at a cell border or a wide gap (the next label on a line).
+_START = r"(?:^|(?<=\|)|(?<=\s\s)|(?<=\t))[^\S\n]*(?:(?:section\s+)?\(?\d{1,2}[a-z]?[.)][^\S\n]*)?"
 _SEP = r"[^\S\n]*(?:[:\-\u2013\u2014]|\.(?=\s))?[^\S\n]*"
 
 

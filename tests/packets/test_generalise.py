@@ -1,0 +1,219 @@
+"""Classification and extraction on documents written the way other institutions write them.
+
+Each text below follows a layout the demo generator never produces (letterheads, subject lines,
+label wording, date conventions, name forms), so these tests keep the rules honest about what
+they have to generalise to.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from clinflow.packets.classify import classify_text
+from clinflow.packets.extract import extract
+from clinflow.packets.extraction_models import (
+    Form1572Extraction,
+    GCPCertificateExtraction,
+    ICFApprovalExtraction,
+    InvestigatorCVExtraction,
+    IRBApprovalExtraction,
+    LabCertificationExtraction,
+    MedicalLicenseExtraction,
+)
+from clinflow.packets.models import DocumentType, FileKind, PageText, ParseResult
+from clinflow.packets.person_names import same_person
+
+T = DocumentType
+
+EU_OPINION = """ETHIKKOMMISSION DER MEDIZINISCHEN FAKULTÄT
+Universitätsklinikum Nordstadt · Ethics Committee
+Ref.: EK 112/26
+Favourable opinion on a clinical trial
+Sponsor protocol number: CFX-301   Protocol version: 3.0 of 12.01.2026
+Principal investigator: Prof. Dr. med. Anna Keller
+The Committee has reviewed the application and gives a favourable opinion.
+Date of favourable opinion: 04.03.2026
+Opinion valid until: 03.03.2027
+"""
+
+US_IRB = """Lakeside Institutional Review Board
+1200 Harbor Drive, Suite 400, Chicago, IL 60601 | FWA00012345
+NOTICE OF IRB APPROVAL
+Date: March 4, 2026
+IRB Protocol #: LIRB-2026-0142
+Sponsor Protocol: CFX-301 (Amendment 3, Version 3.0)
+Principal Investigator: Jane Q. Smith, MD
+The IRB approved the above-referenced research at its convened meeting.
+Approval Period: 03/04/2026 - 03/03/2027
+Continuing Review Due: 02/01/2027
+"""
+
+ICF_LETTER = """Lakeside Institutional Review Board
+RE: Approval of Revised Informed Consent Form
+Study: CFX-301
+Dear Dr. Smith,
+The IRB reviewed and approved the informed consent document listed below.
+Consent Form Version 4.0 dated 02/10/2026
+Date Approved: 02/20/2026
+Institutional Review Board Chair
+"""
+
+CITI = """CITI PROGRAM
+COLLABORATIVE INSTITUTIONAL TRAINING INITIATIVE
+Completion Report - Part 1 of 2
+Name: Jane Smith (ID: 884211)
+Curriculum Group: Good Clinical Practice
+Course Learner Group: GCP for Clinical Trials with Investigational Drugs (ICH Focus)
+Stage: Stage 1 - Basic Course
+Record ID: 55102331
+Completion Date: 11-Jan-2026
+Expiration Date: 10-Jan-2029
+Verify at www.citiprogram.org/verify
+"""
+
+LICENSE_LOOKUP = """State Medical Board - License Lookup
+Physician and Surgeon
+Licensee: SMITH, JANE QUINN
+License Number: A123456
+License Type: Physician and Surgeon
+License Status: ACTIVE
+Original Issue Date: 06/15/2009
+Expiration Date: 06/30/2027
+Public Record Actions: None
+"""
+
+CV_PLAIN = """JANE Q. SMITH, MD
+Department of Cardiology, Lakeshore Heart Institute
+EDUCATION
+2001 MD, State University School of Medicine
+PROFESSIONAL EXPERIENCE
+2010 - present Attending Cardiologist
+PUBLICATIONS
+Smith J, et al. Heart failure outcomes. 2019.
+CERTIFICATIONS
+Board certified in Internal Medicine and Cardiovascular Disease
+"""
+
+LAB_CLIA = """DEPARTMENT OF HEALTH AND HUMAN SERVICES
+CENTERS FOR MEDICARE & MEDICAID SERVICES
+CLINICAL LABORATORY IMPROVEMENT AMENDMENTS
+CERTIFICATE OF ACCREDITATION
+LABORATORY NAME AND ADDRESS: Lakeshore Clinical Laboratory, 10 Lake St, Chicago IL
+CLIA ID NUMBER: 14D0123456
+LABORATORY DIRECTOR: Paul Reyes, MD
+EFFECTIVE DATE: 07/01/2024
+EXPIRATION DATE: 06/30/2026
+"""
+
+FORM_1572 = """DEPARTMENT OF HEALTH AND HUMAN SERVICES
+FOOD AND DRUG ADMINISTRATION
+STATEMENT OF INVESTIGATOR
+(TITLE 21, CODE OF FEDERAL REGULATIONS (CFR) PART 312)
+Form Approved: OMB No. 0910-0014. Expiration Date: 03/31/2026
+1. NAME AND ADDRESS OF INVESTIGATOR
+Jane Q. Smith, MD
+Lakeshore Heart Institute, 200 Shore Rd, Chicago IL
+2. EDUCATION, TRAINING, AND EXPERIENCE THAT QUALIFY THE INVESTIGATOR
+CV attached
+4. NAME AND ADDRESS OF ANY CLINICAL LABORATORY FACILITIES TO BE USED IN THE STUDY
+Lakeshore Clinical Laboratory
+10 Lake St, Chicago IL 60601
+Tel: (312) 555-0199   Fax: (312) 555-0198
+
+Central Lab Services Ltd
+3 Research Park, Cambridge
+5. NAME AND ADDRESS OF THE INSTITUTIONAL REVIEW BOARD (IRB)
+Lakeside IRB
+7. NAME AND CODE NUMBER, IF ANY, OF THE PROTOCOL(S) IN THE IND
+Protocol CFX-301, Version 3.0
+FORM FDA 1572 (3/24)
+"""
+
+CASES = [
+    (EU_OPINION, T.IRB_APPROVAL),
+    (US_IRB, T.IRB_APPROVAL),
+    (ICF_LETTER, T.ICF_APPROVAL),
+    (CITI, T.GCP_CERTIFICATE),
+    (LICENSE_LOOKUP, T.MEDICAL_LICENSE),
+    (CV_PLAIN, T.INVESTIGATOR_CV),
+    (LAB_CLIA, T.LAB_CERTIFICATION),
+    (FORM_1572, T.FDA_1572),
+]
+
+
+def _parse(text: str) -> ParseResult:
+    return ParseResult(
+        kind=FileKind.PDF,
+        sha256="0" * 64,
+        size=len(text),
+        page_count=1,
+        pages=[PageText(index=0, text=text, chars=len(text))],
+    )
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES, ids=[c[1].value for c in CASES])
+def test_other_institutions_documents_classify(text: str, expected: DocumentType) -> None:
+    assert classify_text(text).doc_type is expected
+
+
+def test_eu_favourable_opinion_fields_day_first() -> None:
+    ex = extract(_parse(EU_OPINION), T.IRB_APPROVAL, order="DMY", protocol_number="CFX-301")
+    assert isinstance(ex, IRBApprovalExtraction)
+    assert ex.expiry_date == "2027-03-03" and ex.approval_date == "2026-03-04"
+    assert ex.protocol_number == "CFX-301" and ex.protocol_version == "3.0"
+    assert same_person(ex.investigator_name, "Anna Keller")
+
+
+def test_us_irb_approval_period_range_and_local_reference_ignored() -> None:
+    ex = extract(_parse(US_IRB), T.IRB_APPROVAL, order="MDY")
+    assert isinstance(ex, IRBApprovalExtraction)
+    assert ex.approval_date == "2026-03-04" and ex.expiry_date == "2027-03-03"
+    assert ex.protocol_number == "CFX-301"  # not the IRB's own LIRB-2026-0142
+    assert ex.protocol_version == "3.0"  # "Amendment 3, Version 3.0" is version 3.0
+
+
+def test_icf_letter_version_and_date() -> None:
+    ex = extract(_parse(ICF_LETTER), T.ICF_APPROVAL, order="MDY")
+    assert isinstance(ex, ICFApprovalExtraction)
+    assert ex.icf_version == "4.0" and ex.approval_date == "2026-02-20"
+
+
+def test_citi_report_holder_and_completion() -> None:
+    ex = extract(_parse(CITI), T.GCP_CERTIFICATE)
+    assert isinstance(ex, GCPCertificateExtraction)
+    assert ex.completion_date == "2026-01-11"
+    assert same_person(ex.holder_name, "Jane Q. Smith, MD")
+
+
+def test_license_lookup_surname_first() -> None:
+    ex = extract(_parse(LICENSE_LOOKUP), T.MEDICAL_LICENSE)
+    assert isinstance(ex, MedicalLicenseExtraction)
+    assert ex.expiry_date == "2027-06-30" and ex.license_number == "A123456"
+    assert same_person(ex.holder_name, "Dr. Jane Smith")
+
+
+def test_cv_heading_name() -> None:
+    ex = extract(_parse(CV_PLAIN), T.INVESTIGATOR_CV)
+    assert isinstance(ex, InvestigatorCVExtraction)
+    assert same_person(ex.person_name, "Smith, Jane")
+
+
+def test_clia_certificate_expiry() -> None:
+    ex = extract(_parse(LAB_CLIA), T.LAB_CERTIFICATION)
+    assert isinstance(ex, LabCertificationExtraction)
+    assert ex.expiry_date == "2026-06-30" and ex.accreditation == "CLIA"
+
+
+def test_1572_header_omb_date_is_not_read_and_labs_are_listed() -> None:
+    ex = extract(_parse(FORM_1572), T.FDA_1572, protocol_number="CFX-301")
+    assert isinstance(ex, Form1572Extraction)
+    assert ex.form_version == "3/24"
+    assert ex.protocol_number == "CFX-301" and ex.protocol_version == "3.0"
+    assert [lab.name for lab in ex.laboratories] == [
+        "Lakeshore Clinical Laboratory",
+        "Central Lab Services Ltd",
+    ]
+    assert ex.laboratories[0].phone and ex.laboratories[0].fax
+    assert ex.laboratories[1].phone is None and ex.laboratories[1].fax is None
+    assert same_person(ex.investigator_name, "Jane Smith")
+    assert ex.unparsed_dates == []
