@@ -413,44 +413,91 @@ _COLUMN_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+_ROLE_WORDS = re.compile(
+    r"(?i)\b(?:investigator|sub-?i|coordinator|nurse|pharmacist|physician|manager|assistant|"
+    r"technician|director|research|clinical|study|crc|cra|pi|sub|data|lab|laboratory|"
+    r"scientist|fellow|resident|registrar|consultant|practitioner|monitor|entry|associate|"
+    r"specialist|officer|staff|member|initials?|tasks?|role|name|start|end|from|to)\b"
+)
+
+
+def _header_columns(cells: list[str]) -> dict[str, int] | None:
+    low = [c.lower() for c in cells]
+    if not any("name" in c for c in low) or not any(
+        k in c for c in low for k in _COLUMN_KEYS["task"] + _COLUMN_KEYS["role"]
+    ):
+        return None
+    columns: dict[str, int] = {}
+    for i, c in enumerate(low):
+        for key, words in _COLUMN_KEYS.items():
+            if key not in columns and any(w in c for w in words):
+                columns[key] = i
+                break
+    return columns
+
+
+def _leading_name(line: str) -> tuple[str, str] | None:
+    """A person's name at the start of a table row without cell borders, and the rest."""
+    words = line.split()
+    for k in range(min(6, len(words)), 1, -1):
+        candidate = " ".join(words[:k]).rstrip(",;")
+        if _ROLE_WORDS.search(candidate):
+            continue
+        if _looks_like_name(candidate):
+            return candidate, " ".join(words[k:])
+    return None
+
+
 def _delegation_rows(text: str, order: DateOrder) -> list[DelegatedStaff]:
+    """Staff rows of a delegation log: table rows after the header row (name, role, tasks,
+    start date). DOCX tables and pipe-separated text have cells; rows of a PDF or scan whose
+    borders were lost are read by their leading person name."""
     staff: list[DelegatedStaff] = []
     columns: dict[str, int] | None = None
+    bordered = False
     for line in text.splitlines():
-        cells = [c.strip() for c in line.split("|")]
-        if len(cells) < 3:
-            continue
-        low = [c.lower() for c in cells]
+        cells = [c.strip() for c in re.split(r"\s*\|\s*|\t|\s{3,}", line.strip())]
         if columns is None:
-            if any("name" in c for c in low) and any(
-                k in c for c in low for k in _COLUMN_KEYS["task"]
-            ):
-                columns = {}
-                for i, c in enumerate(low):
-                    for key, words in _COLUMN_KEYS.items():
-                        if key not in columns and any(w in c for w in words):
-                            columns[key] = i
-                            break
+            if len(cells) >= 2:
+                columns = _header_columns(cells)
+                bordered = columns is not None and len(cells) >= 3
+            else:
+                columns = _header_columns(line.split())  # a header whose gaps were lost
+                bordered = False
             continue
-        name_i = columns.get("name", 0)
-        if name_i >= len(cells) or not _looks_like_name(cells[name_i]):
-            continue
-        tasks_i, role_i, start_i = columns.get("task"), columns.get("role"), columns.get("start")
-        start = None
-        if start_i is not None and start_i < len(cells):
-            found = find_date(cells[start_i], order=order)
-            start = found.isoformat() if found else None
-        staff.append(
-            DelegatedStaff(
-                name=cells[name_i],
-                role=cells[role_i] if role_i is not None and role_i < len(cells) else None,
-                tasks=(
-                    [t for t in _SPLIT_LIST.split(cells[tasks_i]) if t]
-                    if tasks_i is not None and tasks_i < len(cells)
-                    else []
-                ),
-                start_date=start,
+        if bordered and len(cells) >= 3:
+            name_i = columns.get("name", 0)
+            if name_i >= len(cells) or not _looks_like_name(cells[name_i]):
+                continue
+            tasks_i, role_i, start_i = (
+                columns.get("task"),
+                columns.get("role"),
+                columns.get("start"),
             )
+            start = None
+            if start_i is not None and start_i < len(cells):
+                found = find_date(cells[start_i], order=order)
+                start = found.isoformat() if found else None
+            staff.append(
+                DelegatedStaff(
+                    name=cells[name_i],
+                    role=cells[role_i] if role_i is not None and role_i < len(cells) else None,
+                    tasks=(
+                        [t for t in _SPLIT_LIST.split(cells[tasks_i]) if t]
+                        if tasks_i is not None and tasks_i < len(cells)
+                        else []
+                    ),
+                    start_date=start,
+                )
+            )
+            continue
+        found_name = _leading_name(line.strip())
+        if found_name is None:
+            continue
+        name, rest = found_name
+        dates = find_dates(rest, order=order)
+        staff.append(
+            DelegatedStaff(name=name, start_date=dates[0][2].isoformat() if dates else None)
         )
     return staff
 

@@ -217,3 +217,28 @@ def test_1572_header_omb_date_is_not_read_and_labs_are_listed() -> None:
     assert ex.laboratories[1].phone is None and ex.laboratories[1].fax is None
     assert same_person(ex.investigator_name, "Jane Smith")
     assert ex.unparsed_dates == []
+
+
+DELEGATION_SCAN = """SITE DELEGATION OF AUTHORITY LOG
+Protocol: CFX-301 Site: 0142
+Principal Investigator: Smith, Jane Q.
+Name Role Delegated Tasks Start Date Initials Signature
+Jane Q. Smith, MD Principal Investigator 1, 2, 3, 4 03/01/2026 JQS
+Omar Haddad Sub-Investigator 2, 3 03/02/2026 OH
+Lena Fischer, RN Study Coordinator 5, 6 03/05/2026 LF
+Task codes: 1 = consent, 2 = eligibility, 3 = AE assessment
+"""
+
+
+def test_delegation_log_rows_without_cell_borders() -> None:
+    ex = extract(_parse(DELEGATION_SCAN), T.DELEGATION_LOG, order="MDY")
+    from clinflow.packets.extraction_models import DelegationLogExtraction
+
+    assert isinstance(ex, DelegationLogExtraction)
+    assert classify_text(DELEGATION_SCAN).doc_type is T.DELEGATION_LOG
+    names = [s.name for s in ex.staff]
+    assert len(names) == 3
+    assert same_person(names[0], "Jane Smith") and same_person(names[1], "Omar Haddad")
+    assert same_person(names[2], "Lena Fischer")
+    assert ex.staff[1].start_date == "2026-03-02"
+    assert same_person(ex.principal_investigator, "Jane Smith")
