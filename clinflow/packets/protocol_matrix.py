@@ -34,6 +34,11 @@ class ProtocolMatrix(BaseModel):
 
     protocols: dict[str, ProtocolEntry]
 
+    def known_versions(self, protocol: str) -> list[str]:
+        """The versions the matrix lists for ``protocol`` (empty for an unknown protocol)."""
+        entry = self.protocols.get(protocol.upper())
+        return list(entry.versions) if entry else []
+
     def version(self, protocol: str, version: str) -> ProtocolVersion | None:
         entry = self.protocols.get(protocol.upper())
         return entry.versions.get(version) if entry else None

@@ -30,6 +30,7 @@ from clinflow.packets.models import (
 )
 from clinflow.packets.protocol_matrix import ProtocolMatrix, load_protocol_matrix
 from clinflow.packets.rules import make_finding, rule_param
+from clinflow.packets.versions import resolve_version
 
 
 def activation_date(manifest: PacketManifest, as_of: date) -> date:
@@ -238,8 +239,15 @@ def _signature_order(
             )
         )
     if isinstance(extraction, ProtocolSignaturePageExtraction):
-        version = extraction.protocol_version or manifest.protocol_version
-        entry = matrix.version(extraction.protocol_number or manifest.protocol_number, version)
+        protocol = extraction.protocol_number or manifest.protocol_number
+        version = (
+            resolve_version(
+                extraction.protocol_version or manifest.protocol_version,
+                matrix.known_versions(protocol),
+            )
+            or manifest.protocol_version
+        )
+        entry = matrix.version(protocol, version)
         if entry is not None and date.fromisoformat(signed) < entry.effective:
             out.append(
                 make_finding(
