@@ -209,7 +209,9 @@ class PacketActivities:
         self.deps = deps
         s = deps.settings
         self.parse_executor = parse_executor or _parse_pool(s.packets_parse_processes)
-        self.options = ParseOptions(ocr_max_workers=s.packets_ocr_max_workers)
+        self.options = ParseOptions(
+            ocr_max_workers=s.packets_ocr_max_workers, ocr_dpi=s.packets_ocr_dpi
+        )
         self.breaker = CircuitBreaker(
             "irb-portal",
             failure_threshold=s.packets_breaker_failures,

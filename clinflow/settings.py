@@ -114,6 +114,9 @@ class Settings(BaseSettings):
         14 * 86400.0, gt=0, description="A packet with gaps completes INCOMPLETE after this."
     )
     packets_ocr_max_workers: int = Field(2, ge=1, description="OCR processes per document.")
+    packets_ocr_dpi: int = Field(
+        200, ge=72, le=600, description="Resolution scanned pages are rendered at for OCR."
+    )
     packets_parse_processes: int = Field(
         2, ge=1, description="Parser processes per worker (documents parsed at once)."
     )
