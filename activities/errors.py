@@ -32,16 +32,42 @@ def jittered_delay(attempt: int, base: timedelta = BACKOFF_BASE) -> timedelta:
     return timedelta(seconds=min(raw, BACKOFF_MAX.total_seconds()) * random.uniform(0.5, 1.5))
 
 
+RECOVERABLE_ATTEMPTS = 3
+"""Attempts a RECOVERABLE_TIMEOUT gets before it is final (then the caller dead-letters)."""
+
+INFRASTRUCTURE_UNAVAILABLE = "INFRASTRUCTURE_UNAVAILABLE"
+"""The failure type of an outage of the platform's own services (database, object store):
+retried with jittered backoff for as long as the outage lasts, never a packet's verdict."""
+
+
 def to_application_error(exc: ClinflowError) -> ApplicationError:
+    """``exc`` as a typed ApplicationError. A RECOVERABLE_TIMEOUT is retried with a jittered
+    delay and becomes non-retryable on its :data:`RECOVERABLE_ATTEMPTS`-th attempt, so retry
+    policies may retry outages without bound and still stop the taxonomy's timeouts at three.
+    """
     delay = None
+    final = not exc.retryable
     if exc.category is ErrorCategory.RECOVERABLE_TIMEOUT and activity.in_activity():
-        delay = jittered_delay(activity.info().attempt)
+        attempt = activity.info().attempt
+        delay = jittered_delay(attempt)
+        final = final or attempt >= RECOVERABLE_ATTEMPTS
     return ApplicationError(
         f"{exc.code}: {exc.reason}",
         exc.to_dict(),
         type=str(exc.category),
-        non_retryable=not exc.retryable,
-        next_retry_delay=delay,
+        non_retryable=final,
+        next_retry_delay=None if final else delay,
+    )
+
+
+def infrastructure_error(exc: BaseException) -> ApplicationError:
+    """An outage of the database or object store as a retryable, jittered failure."""
+    attempt = activity.info().attempt if activity.in_activity() else 1
+    return ApplicationError(
+        f"{INFRASTRUCTURE_UNAVAILABLE}: {type(exc).__name__}",
+        {"category": INFRASTRUCTURE_UNAVAILABLE, "code": type(exc).__name__},
+        type=INFRASTRUCTURE_UNAVAILABLE,
+        next_retry_delay=jittered_delay(attempt),
     )
 
 

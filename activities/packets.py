@@ -23,12 +23,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import asyncpg
+import botocore.exceptions
 import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities.deps import Deps
-from activities.errors import to_application_error
+from activities.errors import (
+    INFRASTRUCTURE_UNAVAILABLE,
+    infrastructure_error,
+    to_application_error,
+)
 from activities.packets_models import (
     REVIEW_ROLE,
     TERMINAL_STATUSES,
@@ -100,6 +106,21 @@ from workflows.search_attributes import STATUS as STATUS_KEY
 log = structlog.get_logger(__name__)
 
 R = TypeVar("R")
+# Outages of the platform's own services: retried for as long as they last (see IO_RETRY).
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    aiohttp.ClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectTimeoutError,
+)
 PARSED_PREFIX = "packets/parsed"
 DLQ_PREFIX = "packets/dlq"
 _CACHE_SIZE = 64
@@ -187,11 +208,11 @@ def packet_activity(
         except ClinflowError as exc:
             await self._record_attempt(req, str(exc.category), exc.code, exc.reason)
             raise to_application_error(exc) from exc
-        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+        except INFRASTRUCTURE_ERRORS as exc:
             await self._record_attempt(
-                req, str(ErrorCategory.RECOVERABLE_TIMEOUT), type(exc).__name__, str(exc)[:300]
+                req, INFRASTRUCTURE_UNAVAILABLE, type(exc).__name__, str(exc)[:300]
             )
-            raise
+            raise infrastructure_error(exc) from exc
 
     return wrapper
 

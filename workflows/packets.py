@@ -83,13 +83,16 @@ from workflows.search_attributes import (
     STATUS,
 )
 
-# Transient failures: 3 attempts, exponential backoff; the activity adds jitter through
-# next_retry_delay. Taxonomy errors that must not be retried stop at once.
+# Retries: an outage of the database or object store (INFRASTRUCTURE_UNAVAILABLE) is retried
+# with jittered exponential backoff for as long as it lasts, so it never decides a packet; a
+# RECOVERABLE_TIMEOUT (e.g. the IRB portal) gets three attempts (the activity makes its third
+# failure non-retryable, see activities.errors) and is then dead-lettered; COMPLIANCE_BLOCK and
+# FATAL_SCHEMA_MISMATCH stop at once.
 IO_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=3,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=0,
     non_retryable_error_types=["COMPLIANCE_BLOCK", "FATAL_SCHEMA_MISMATCH"],
 )
 SHORT = timedelta(seconds=15)
