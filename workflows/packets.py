@@ -96,6 +96,9 @@ IO_RETRY = RetryPolicy(
     non_retryable_error_types=["COMPLIANCE_BLOCK", "FATAL_SCHEMA_MISMATCH"],
 )
 SHORT = timedelta(seconds=15)
+# A document stage that keeps timing out (a file that hangs its parser) is given up after this
+# and dead-lettered as RECOVERABLE_TIMEOUT; outages shorter than this only delay it.
+DOCUMENT_STAGE_LIMIT = timedelta(hours=2)
 MINUTE = timedelta(minutes=1)
 
 DEAD_LETTER_CATEGORIES = (ErrorCategory.FATAL_SCHEMA_MISMATCH, ErrorCategory.RECOVERABLE_TIMEOUT)
@@ -368,6 +371,7 @@ class SitePacketWorkflow:
                 PacketActivities.hash_verify,
                 step,
                 start_to_close_timeout=timedelta(minutes=10),
+                schedule_to_close_timeout=DOCUMENT_STAGE_LIMIT,
                 heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=IO_RETRY,
             )
@@ -394,6 +398,7 @@ class SitePacketWorkflow:
                     declared_type=doc.declared_type,
                 ),
                 start_to_close_timeout=timedelta(minutes=30),
+                schedule_to_close_timeout=DOCUMENT_STAGE_LIMIT,
                 heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=IO_RETRY,
             )
