@@ -92,13 +92,12 @@ from clinflow.packets.models import (
     ParseResult,
 )
 from clinflow.packets.parse import parse_document
-from clinflow.packets.pipeline import evaluate_document
+from clinflow.packets.pipeline import evaluate_document, pdf_signature_report
 from clinflow.packets.rules import make_finding
 from clinflow.pdf_signatures import (
     PdfSignatureError,
     PdfSignatureReport,
     TrustBundle,
-    validate_pdf_signatures,
 )
 from clinflow.tokenise import Tokeniser
 from workflows.search_attributes import STATUS as STATUS_KEY
@@ -173,19 +172,13 @@ def signatures_in_process(
 ) -> PdfSignatureReport:
     """Validate the PDF's digital signatures in a pool process (pyHanko reads the whole file).
 
-    The signer's certificate subject (personal data) is dropped from the report; the
-    fingerprint stays. An unloadable trust bundle counts as no approved CA at all.
+    An unloadable trust bundle counts as no approved CA at all.
     """
     try:
         trust = _trust_bundle(trust_path)
     except PdfSignatureError:
         trust = TrustBundle([])
-    report = validate_pdf_signatures(path, trust, max_modification=max_modification)
-    return report.model_copy(
-        update={
-            "signatures": [s.model_copy(update={"signer_subject": None}) for s in report.signatures]
-        }
-    )
+    return pdf_signature_report(path, trust, max_modification=max_modification)
 
 
 def _parse_pool(size: int) -> ProcessPoolExecutor:

@@ -550,7 +550,7 @@ def _laboratories(text: str) -> list[LaboratoryEntry]:
             and not _FAX.search(line)
             and not re.match(r"(?i)\s*(?:address|tel|phone|fax)", line)
         )
-        if current and (enumerated or (starts_lab and _has_contact_or_address(current))):
+        if current and (enumerated or (starts_lab and len(current) >= 2)):
             entries.append(current)
             current = []
         current.append(_ENUM.sub("", line))
@@ -576,10 +576,6 @@ def _laboratories(text: str) -> list[LaboratoryEntry]:
             )
         )
     return labs
-
-
-def _has_contact_or_address(lines: list[str]) -> bool:
-    return len(lines) >= 2
 
 
 def _f1572(r: _Reader, base: dict[str, Any]) -> ExtractionBase:

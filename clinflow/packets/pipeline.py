@@ -189,6 +189,23 @@ def evaluate_document(
     )
 
 
+def pdf_signature_report(
+    path: Path, trust: TrustBundle | None, *, max_modification: str = "FORM_FILLING"
+) -> PdfSignatureReport:
+    """The PDF's digital signatures validated against ``trust`` (no approved CA when None),
+    without the signers' certificate subjects (personal data; the fingerprint stays)."""
+    from clinflow.pdf_signatures import TrustBundle, validate_pdf_signatures
+
+    report = validate_pdf_signatures(
+        path, trust or TrustBundle([]), max_modification=max_modification
+    )
+    return report.model_copy(
+        update={
+            "signatures": [s.model_copy(update={"signer_subject": None}) for s in report.signatures]
+        }
+    )
+
+
 def evaluate_file(
     path: Path,
     *,
@@ -217,18 +234,9 @@ def evaluate_file(
             doc_type=declared_type or DocumentType.UNKNOWN,
             findings=[finding_from_error(err, name)],
         )
-    from clinflow.pdf_signatures import TrustBundle, validate_pdf_signatures
-
     signatures = None
     if parsed.kind is FileKind.PDF and parsed.signature_fields:
-        report = validate_pdf_signatures(path, trust or TrustBundle([]))
-        signatures = report.model_copy(
-            update={
-                "signatures": [
-                    s.model_copy(update={"signer_subject": None}) for s in report.signatures
-                ]
-            }
-        )
+        signatures = pdf_signature_report(path, trust)
     return evaluate_document(
         parsed,
         name=name,
@@ -327,4 +335,5 @@ __all__ = [
     "evaluate_document",
     "evaluate_file",
     "evaluate_packet",
+    "pdf_signature_report",
 ]
