@@ -15,7 +15,13 @@ from typing import Any
 
 import docx
 
-from clinflow.packets.models import FileKind, PageText, ParseOptions, ParseResult
+from clinflow.packets.models import (
+    FileKind,
+    PageText,
+    ParseOptions,
+    ParseResult,
+    SignatureMark,
+)
 from clinflow.packets.rules import fatal
 
 _PAGES = re.compile(rb"<Pages>(\d+)</Pages>")
@@ -47,6 +53,43 @@ def _core(document: Any) -> dict[str, str]:
     return out
 
 
+_LABEL = re.compile(r"(?i)\b(?:signature|signed|sign\s+here|unterschrift|firma)\b")
+_IMAGE_TAGS = ("}blip", "}imagedata")
+
+
+def _has_image(element: Any) -> bool:
+    return any(str(node.tag).endswith(_IMAGE_TAGS) for node in element.iter())
+
+
+def signature_images(document: Any) -> list[SignatureMark]:
+    """Images placed in a signature paragraph or cell (or the one right after / right of it):
+    a signature inserted as a picture. Paragraphs and table cells are read in order."""
+    marks: list[SignatureMark] = []
+    paragraphs = list(document.paragraphs)
+    for i, para in enumerate(paragraphs):
+        if not _LABEL.search(para.text):
+            continue
+        near = paragraphs[max(0, i - 1) : i + 2]
+        if any(_has_image(p._element) for p in near):
+            marks.append(
+                SignatureMark(page=0, kind="image", label=para.text.strip()[:40], status="signed")
+            )
+    for table in document.tables[:_MAX_TABLES]:
+        for row in table.rows[:_MAX_ROWS]:
+            cells = list(row.cells)
+            for j, cell in enumerate(cells):
+                if not _LABEL.search(cell.text):
+                    continue
+                near = cells[j : j + 2]
+                if any(_has_image(c._element) for c in near):
+                    marks.append(
+                        SignatureMark(
+                            page=0, kind="image", label=cell.text.strip()[:40], status="signed"
+                        )
+                    )
+    return marks
+
+
 def parse_docx(
     source: Path | bytes,
     *,
@@ -70,6 +113,7 @@ def parse_docx(
         rows = [[c.text.strip()[:_CELL_CAP] for c in row.cells] for row in table.rows[:_MAX_ROWS]]
         tables.append(rows)
     keep = text[: min(options.max_page_chars * pages_declared, options.max_total_chars)]
+    marks = signature_images(document)
     return ParseResult(
         kind=FileKind.DOCX,
         sha256=sha256,
@@ -79,4 +123,5 @@ def parse_docx(
         metadata=_core(document),
         tables=tables,
         text_truncated=len(keep) < len(text),
+        signature_marks=marks,
     )

@@ -42,6 +42,7 @@ from clinflow.packets.extraction_models import (
 )
 from clinflow.packets.models import DocumentType, ParseResult
 from clinflow.packets.person_names import clean_name, person_key
+from clinflow.packets.signatures import detect_signatures, overall
 from clinflow.packets.versions import read_version
 
 _DEFAULT_REACH = 48
@@ -148,11 +149,6 @@ _PROTOCOL_INLINE = re.compile(
 )
 _LOCAL_REFERENCE = re.compile(r"(?i)\b(?:irb|iec|rec|hrec|ethics|local|committee|our)\W*$")
 _FORM_1572 = re.compile(r"(?i)form\s+fda\s+1572\s*\(\s*(?P<v>[0-9]{1,2}\s*/\s*[0-9]{2,4})\s*\)")
-_TYPED_SIGNATURE = re.compile(
-    r"(?im)^[^\S\n]*(?:investigator\s+|pi\s+|chair(?:person)?\s+)?(?:signature|signed)"
-    r"[^:\n]{0,30}:[^\S\n]*(?:/s/|\[signed\]|(?:electronically\s+)?signed"
-    r"(?:\s+electronically)?\s+by)[^\S\n]*(?P<name>[^\n|]*)"
-)
 _SITE_DIGITS = re.compile(r"\d+")
 _DATEISH = re.compile(
     r"\d{1,4}\s?[./-]\s?[\dA-Za-z]{1,4}\s?[./-]\s?[\dOoIl]{2,4}|\d{1,2}\s+[A-Za-z]{3,9}\s+\d{2,4}"
@@ -365,22 +361,14 @@ def _ind_number(text: str) -> str | None:
 
 
 def _signature(parse: ParseResult, reader: _Reader) -> SignatureEvidence:
-    signed_fields = [f for f in parse.signature_fields if f.signed]
-    typed = _TYPED_SIGNATURE.search(reader.text)
-    date = reader.date("signature_date")
-    if signed_fields:
-        field = signed_fields[0]
-        return SignatureEvidence(
-            present=True,
-            method="digital",
-            signer=field.signer or (typed.group("name").strip() if typed else None),
-            date=field.signed_at or date,
-        )
-    if typed:
-        return SignatureEvidence(
-            present=True, method="typed", signer=typed.group("name").strip() or None, date=date
-        )
-    return SignatureEvidence(present=False, method="none", date=date)
+    """The document's signature blocks (:mod:`clinflow.packets.signatures`); a signature date
+    labelled on its own ("Date signed: ...") fills in a block that shows none."""
+    evidence = overall(detect_signatures(parse, order=reader.order))
+    if evidence.present and evidence.date is None:
+        labelled = reader.date("signature_date")
+        if labelled:
+            evidence = evidence.model_copy(update={"date": labelled})
+    return evidence
 
 
 def _common(parse: ParseResult, reader: _Reader, known_protocol: str | None) -> dict[str, Any]:

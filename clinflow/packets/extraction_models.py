@@ -8,17 +8,37 @@ extraction validates back into the right class.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clinflow.packets.models import DocumentType
 
-SignatureMethod = Literal["digital", "typed", "none"]
+SignatureMethod = Literal["digital", "typed", "e_signature", "wet_ink", "image", "none"]
+SignatureStatus = Literal["signed", "unsigned", "uncertain"]
+
+
+class SignatureBlock(BaseModel):
+    """One signature block of a document and what it shows (see clinflow.packets.signatures)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: SignatureStatus
+    kind: SignatureMethod
+    page: int | None = Field(None, description="0-based page index, when known.")
+    label: str = ""
+    signer: str | None = None
+    date: str | None = None
+    region: tuple[float, float, float, float] | None = None
+    evidence: str = Field("", description="What decided the status, for the reviewer.")
 
 
 class SignatureEvidence(BaseModel):
-    """Whether a document is signed, how, by whom and when (as far as the file shows)."""
+    """Whether a document is signed, how, by whom and when (as far as the file shows).
+
+    ``status`` is the document's: signed when any block is signed, else uncertain when any
+    block is uncertain, else unsigned. ``present`` is ``status == "signed"``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -26,6 +46,18 @@ class SignatureEvidence(BaseModel):
     method: SignatureMethod = "none"
     signer: str | None = None
     date: str | None = None
+    status: SignatureStatus = "unsigned"
+    blocks: list[SignatureBlock] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _consistent(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "status" in data:
+                data = {**data, "present": data["status"] == "signed"}
+            elif data.get("present"):
+                data = {**data, "status": "signed"}
+        return data
 
 
 class ExtractionBase(BaseModel):

@@ -8,6 +8,7 @@ model, so ``model_dump(mode="json")`` / ``model_validate`` round-trip it exactly
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,6 +86,20 @@ class SignatureField(_Frozen):
     signed_at: str | None = Field(None, description="ISO 8601 date from the signature's /M.")
 
 
+class SignatureMark(_Frozen):
+    """Image evidence of a signature found by a parser beside a signature label (the text
+    layer cannot show it): ink on a scanned page, an image in a DOCX signature cell."""
+
+    page: int = Field(ge=0, description="0-based page index (0 for DOCX).")
+    kind: Literal["wet_ink", "image"]
+    label: str = Field("", description="The signature label the mark belongs to.")
+    region: tuple[float, float, float, float] | None = Field(
+        None, description="x0, y0, x1, y1 of the measured region, as fractions of the page."
+    )
+    ink_ratio: float | None = Field(None, description="Share of dark pixels in the region.")
+    status: Literal["signed", "unsigned", "uncertain"]
+
+
 class ParseResult(_Frozen):
     """What a parser learnt from one file. Raises nothing once built: failures are errors."""
 
@@ -101,6 +116,7 @@ class ParseResult(_Frozen):
     ocr_pages: list[int] = Field(default_factory=list)
     ocr_mean_confidence: float | None = None
     text_truncated: bool = False
+    signature_marks: list[SignatureMark] = Field(default_factory=list)
 
     @property
     def text(self) -> str:

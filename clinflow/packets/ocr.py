@@ -20,18 +20,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from clinflow.errors import RecoverableTimeout
+from clinflow.packets.models import SignatureMark
+from clinflow.packets.signature_ink import measure_marks
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 
 class OcrPage(BaseModel):
-    """Text and mean word confidence (0-100, None when no word was read) of one page."""
+    """Text and mean word confidence (0-100, None when no word was read) of one page, and the
+    ink measured beside its signature labels."""
 
     model_config = ConfigDict(frozen=True)
 
     index: int
     text: str
     confidence: float | None
+    marks: list[SignatureMark] = []
 
 
 def tesseract_available() -> bool:
@@ -83,10 +87,11 @@ def ocr_page(path: str, index: int, dpi: int, language: str) -> OcrPage:
         page.close()
     try:
         data = pytesseract.image_to_data(image, lang=language, output_type=pytesseract.Output.DICT)
+        marks = measure_marks(image, data, index)
     finally:
         image.close()
     text, confidence = _lines_from_data(data)
-    return OcrPage(index=index, text=text, confidence=confidence)
+    return OcrPage(index=index, text=text, confidence=confidence, marks=marks)
 
 
 def _worker_init() -> None:

@@ -25,6 +25,7 @@ from clinflow.packets.models import (
     ParseOptions,
     ParseResult,
     SignatureField,
+    SignatureMark,
 )
 from clinflow.packets.ocr import ocr_pdf_pages
 from clinflow.packets.rules import fatal
@@ -183,8 +184,9 @@ def parse_pdf(
         if images[i] and len("".join(t.split())) < options.ocr_min_chars
     ]
     ocr_conf: dict[int, float | None] = {}
+    marks: list[SignatureMark] = []
     if needs_ocr and options.ocr_enabled:
-        ocr_conf = _run_ocr(source, needs_ocr, texts, options)
+        ocr_conf, marks = _run_ocr(source, needs_ocr, texts, options)
 
     pages: list[PageText] = []
     budget = options.max_total_chars
@@ -216,13 +218,15 @@ def parse_pdf(
         ocr_pages=sorted(ocr_conf),
         ocr_mean_confidence=round(sum(confs) / len(confs), 1) if confs else None,
         text_truncated=truncated,
+        signature_marks=marks,
     )
 
 
 def _run_ocr(
     source: Path | bytes, pages: list[int], texts: list[str], options: ParseOptions
-) -> dict[int, float | None]:
-    """OCR ``pages`` in place into ``texts``; returns page index -> mean confidence."""
+) -> tuple[dict[int, float | None], list[SignatureMark]]:
+    """OCR ``pages`` in place into ``texts``; returns page index -> mean confidence, and the
+    signature marks measured on those pages."""
     tmp: Path | None = None
     if isinstance(source, Path):
         path = source
@@ -244,4 +248,5 @@ def _run_ocr(
             tmp.unlink(missing_ok=True)
     for page in results:
         texts[page.index] = page.text
-    return {page.index: page.confidence for page in results}
+    marks = [m for page in results for m in page.marks]
+    return {page.index: page.confidence for page in results}, marks

@@ -94,7 +94,18 @@ def structural_checks(
                     minimum=item.min_pages,
                 )
             )
-        if item.signature_required and not extraction.signature.present:
+        if item.signature_required and extraction.signature.status == "uncertain":
+            block = next(b for b in extraction.signature.blocks if b.status == "uncertain")
+            out.append(
+                make_finding(
+                    "SIGNATURE_UNCERTAIN",
+                    document,
+                    doc_type=doc_type.value,
+                    where=block.evidence,
+                    page=None if block.page is None else block.page + 1,
+                )
+            )
+        elif item.signature_required and not extraction.signature.present:
             out.append(make_finding("SIGNATURE_MISSING", document, doc_type=doc_type.value))
     for field in extraction.unparsed_dates:
         page = extraction.unreadable_pages.get(field)

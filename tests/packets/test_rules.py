@@ -178,6 +178,21 @@ CASES: dict[str, tuple[Case, Case]] = {
         lambda: structural(em.Form1572Extraction()),
         lambda: structural(em.Form1572Extraction(signature=SIGNED)),
     ),
+    "SIGNATURE_UNCERTAIN": (
+        lambda: structural(
+            em.Form1572Extraction(
+                signature=em.SignatureEvidence(
+                    status="uncertain",
+                    blocks=[
+                        em.SignatureBlock(
+                            status="uncertain", kind="wet_ink", page=1, evidence="ink 0.3%"
+                        )
+                    ],
+                )
+            )
+        ),
+        lambda: structural(em.Form1572Extraction(signature=SIGNED)),
+    ),
     "PDF_OWNER_PASSWORD_ONLY": (
         lambda: structural(parse=_parse(encrypted=True)),
         lambda: structural(parse=_parse(encrypted=False)),

@@ -1,0 +1,183 @@
+"""Signature detection on signature styles the demo documents never use.
+
+Scans are drawn here with Pillow (a signature label, then a hand-drawn scribble, an empty ruled
+line or an empty box; skew, speckle, a fax header and punch holes), DOCX files with
+python-docx (a picture in the signature cell or none), text layers as other institutions
+write them (``/s/`` lines, e-signature statements and service boxes, blank lines).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+
+import docx
+import pytest
+from docx.shared import Inches
+from PIL import Image, ImageDraw, ImageFont
+
+from clinflow.packets.models import FileKind, PageText, ParseOptions, ParseResult
+from clinflow.packets.ocr import tesseract_available
+from clinflow.packets.parse import parse_document
+from clinflow.packets.signatures import detect_signatures, overall
+
+DPI = 200
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    for path in (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf",
+    ):
+        try:
+            return ImageFont.truetype(path, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
+
+def scribble(draw: ImageDraw.ImageDraw, x: int, y: int, rng: random.Random) -> None:
+    """A hand-made mark: a few connected random curves about 1.3 x 0.3 inches."""
+    points = [(x, y)]
+    for _ in range(40):
+        px = points[-1][0]
+        points.append((px + rng.randint(2, 9), y + rng.randint(-28, 28)))
+    draw.line(points, fill=20, width=3, joint="curve")
+
+
+def scan(style: str, *, seed: int = 1, skew: float = 1.2) -> bytes:
+    """An image-only PDF page: a form with a signature line in ``style``."""
+    rng = random.Random(seed)
+    w, h = int(8.5 * DPI), int(11 * DPI)
+    img = Image.new("L", (w, h), 255)
+    d = ImageDraw.Draw(img)
+    f = _font(30)
+    d.text((60, 20), "FROM: +1 312 555 0100   03/04/2026 10:14   PAGE 1/1", fill=60, font=_font(22))
+    lines = [
+        "PROTOCOL SIGNATURE PAGE",
+        "Protocol CFX-301 Version 3.0",
+        "I have read this protocol and agree to conduct the study as described.",
+        "Printed name: Jane Smith, MD",
+    ]
+    y = 300
+    for line in lines:
+        d.text((200, y), line, fill=0, font=f)
+        y += 90
+    y += 80
+    d.text((200, y), "Investigator Signature:", fill=0, font=f)
+    line_x = 620
+    if style == "box":
+        d.rectangle((line_x, y - 60, line_x + 600, y + 40), outline=0, width=3)
+    else:
+        d.line((line_x, y + 35, line_x + 600, y + 35), fill=0, width=3)
+    if style == "scribble":
+        scribble(d, line_x + 40, y + 5, rng)
+    d.text((1300, y), "Date: 03/05/2026", fill=0, font=f)
+    for _ in range(400):  # speckle
+        px, py = rng.randrange(w), rng.randrange(h)
+        d.point((px, py), fill=0)
+    for hy in (h // 4, 3 * h // 4):  # punch holes
+        d.ellipse((30, hy, 80, hy + 50), fill=0)
+    img = img.rotate(skew, expand=False, fillcolor=255)
+    out = io.BytesIO()
+    img.save(out, format="PDF", resolution=DPI)
+    return out.getvalue()
+
+
+needs_ocr = pytest.mark.skipif(not tesseract_available(), reason="tesseract not installed")
+OPTIONS = ParseOptions(ocr_max_workers=1, ocr_dpi=DPI)
+
+
+@needs_ocr
+@pytest.mark.parametrize("skew", [0.0, 1.5, -2.0])
+def test_wet_ink_on_a_skewed_noisy_scan_is_a_signature(skew: float) -> None:
+    parsed = parse_document(scan("scribble", skew=skew), options=OPTIONS)
+    evidence = overall(detect_signatures(parsed))
+    assert evidence.status == "signed", [m.model_dump() for m in parsed.signature_marks]
+    assert evidence.method == "wet_ink"
+
+
+@needs_ocr
+@pytest.mark.parametrize("style", ["line", "box"])
+@pytest.mark.parametrize("skew", [0.0, 1.5])
+def test_an_empty_line_or_box_is_unsigned(style: str, skew: float) -> None:
+    parsed = parse_document(scan(style, skew=skew), options=OPTIONS)
+    evidence = overall(detect_signatures(parsed))
+    assert evidence.status == "unsigned", [m.model_dump() for m in parsed.signature_marks]
+
+
+def _docx(with_image: bool) -> bytes:
+    document = docx.Document()
+    document.add_heading("Investigator Curriculum Vitae", level=1)
+    table = document.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text = "Signature"
+    if with_image:
+        png = io.BytesIO()
+        img = Image.new("L", (300, 80), 255)
+        scribble(ImageDraw.Draw(img), 10, 40, random.Random(3))
+        img.save(png, format="PNG")
+        png.seek(0)
+        table.rows[0].cells[1].paragraphs[0].add_run().add_picture(png, width=Inches(1.5))
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def test_docx_picture_in_the_signature_cell_is_a_signature() -> None:
+    signed = overall(detect_signatures(parse_document(_docx(True))))
+    unsigned = overall(detect_signatures(parse_document(_docx(False))))
+    assert (signed.status, signed.method) == ("signed", "image")
+    assert unsigned.status == "unsigned"
+
+
+def _text(text: str) -> ParseResult:
+    return ParseResult(
+        kind=FileKind.PDF,
+        sha256="0" * 64,
+        size=len(text),
+        page_count=1,
+        pages=[PageText(index=0, text=text, chars=len(text))],
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "signer", "date"),
+    [
+        ("Investigator: /s/ Jane Smith 03/04/2026", "typed", "Jane Smith", "2026-03-04"),
+        (
+            "Electronically signed by Jane Smith, MD on 4 March 2026\nSignature",
+            "e_signature",
+            "Jane Smith, MD",
+            "2026-03-04",
+        ),
+        (
+            "Digitally signed by Omar Haddad\nDate: 2026.03.04 10:12:01 +01'00'",
+            "e_signature",
+            "Omar Haddad",
+            "2026-03-04",
+        ),
+        (
+            "DocuSign Envelope ID: 4F2A-77B1-9C0D\nSigned by: Lena Fischer\n"
+            "Signing time: 04-Mar-2026 10:02 UTC",
+            "e_signature",
+            "Lena Fischer",
+            "2026-03-04",
+        ),
+    ],
+)
+def test_text_layer_signatures(text: str, kind: str, signer: str, date: str) -> None:
+    evidence = overall(detect_signatures(_text(text)))
+    assert (evidence.status, evidence.method) == ("signed", kind)
+    assert evidence.signer == signer and evidence.date == date
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Signature: ____________________  Date: ____________",
+        "Investigator signature ..............................",
+        "Signed:\nPrinted name: Jane Smith\nDate:",
+    ],
+)
+def test_blank_signature_lines_are_unsigned(text: str) -> None:
+    assert overall(detect_signatures(_text(text))).status == "unsigned"
