@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clinflow.packets.data_files import DataFileError, list_data, read_yaml
+from clinflow.packets.data_files import DataFileError, list_data, read_yaml, register_cache
 from clinflow.packets.models import DocumentType
 
 
@@ -17,6 +17,9 @@ class ChecklistItem(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     required: bool = True
+    recommended: bool = Field(
+        True, description="A missing not-required item is a GAP_RECOMMENDED_MISSING warning."
+    )
     min_count: int = Field(1, ge=1)
     signature_required: bool = False
     digital_signature: Literal["none", "required"] = Field(
@@ -29,6 +32,14 @@ class ChecklistItem(BaseModel):
     )
     min_pages: int = Field(1, ge=1)
     accepted_versions: list[str] = Field(default_factory=list)
+    required_when: list[Literal["us_ind", "lists_laboratory"]] = Field(
+        default_factory=list,
+        description=(
+            "Conditions that make a not-required item required for this packet: 'us_ind' "
+            "(the site runs under a US IND: the protocol matrix or a document says so), "
+            "'lists_laboratory' (the packet's Form FDA 1572 lists a laboratory in section 4)."
+        ),
+    )
 
 
 class Checklist(BaseModel):
@@ -54,6 +65,7 @@ def available_regions() -> list[str]:
     return [n.rsplit(".", 1)[0] for n in list_data("checklists") if n.endswith(".yaml")]
 
 
+@register_cache
 @lru_cache(maxsize=16)
 def load_checklist(region: str) -> Checklist:
     """The checklist of ``region`` (cached); raises :class:`UnknownRegion`."""

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from clinflow.packets.data_files import DataFileError, read_yaml
+from clinflow.packets.data_files import DataFileError, read_yaml, register_cache
 from clinflow.packets.models import Classification, DocumentType, ParseResult
 
 _FLAGS = re.IGNORECASE | re.MULTILINE
@@ -65,6 +65,7 @@ class _Compiled:
         return sum(1 for r in self.regexes if r.search(text)) >= self.rule.min
 
 
+@register_cache
 @lru_cache(maxsize=1)
 def _rules() -> tuple[ClassificationRules, dict[DocumentType, list[_Compiled]]]:
     raw = read_yaml("rules", "classification.yaml")

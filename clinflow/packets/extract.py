@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clinflow.packets.data_files import DataFileError, read_yaml
+from clinflow.packets.data_files import DataFileError, read_yaml, register_cache
 from clinflow.packets.dates import DateOrder, find_date, find_dates, order_for
 from clinflow.packets.extraction_models import (
     CTABudgetExtraction,
@@ -119,6 +119,7 @@ def _anywhere_regex(fragment: str) -> re.Pattern[str]:
     return re.compile(rf"(?i)\b(?:{fragment})\b{_SEP}")
 
 
+@register_cache
 @lru_cache(maxsize=1)
 def extraction_rules() -> _Compiled:
     """The compiled extraction rules (cached; raises DataFileError on a malformed file)."""

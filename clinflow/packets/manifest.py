@@ -31,17 +31,61 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from clinflow.packets.data_files import read_yaml, register_cache
+from clinflow.packets.dates import DateOrder
 from clinflow.packets.identity import packet_key
 from clinflow.packets.models import DocumentType
 from clinflow.packets.rules import fatal
 
 MANIFEST_NAMES = ("manifest.json", "manifest.yaml", "manifest.yml")
+MAX_MANIFEST_BYTES = 1024 * 1024
+_KEY = re.compile(r"[^a-z0-9]+")
+
+
+@register_cache
+@lru_cache(maxsize=1)
+def _aliases() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(region aliases, doc-type aliases, country -> date order) from ``aliases.yaml``."""
+    raw = read_yaml("aliases.yaml") or {}
+    regions = {alias_key(str(k)): str(v) for k, v in (raw.get("regions") or {}).items()}
+    types = {alias_key(str(k)): str(v) for k, v in (raw.get("doc_types") or {}).items()}
+    orders = {
+        str(c).upper(): order for order, cs in (raw.get("date_order") or {}).items() for c in cs
+    }
+    return regions, types, orders
+
+
+def alias_key(value: str) -> str:
+    """How a manifest value is looked up: lower case, runs of other characters as ``_``."""
+    return _KEY.sub("_", value.strip().lower()).strip("_")
+
+
+def canonical_doc_type(value: Any) -> Any:
+    """A declared document type as the checklist names it ("Form FDA 1572" -> FDA_1572)."""
+    if value is None or isinstance(value, DocumentType):
+        return value
+    text = str(value)
+    key = alias_key(text)
+    if key.upper() in DocumentType.__members__:
+        return DocumentType[key.upper()]
+    return _aliases()[1].get(key, text)
+
+
+def canonical_region(value: Any) -> Any:
+    """A region code as the configuration names it ("EU" -> eu, "Asia-Pacific" -> apac)."""
+    if not isinstance(value, str):
+        return value
+    key = alias_key(value)
+    return _aliases()[0].get(key, key.replace("_", "-"))
+
+
 PARTIAL_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 _FOLDER = re.compile(
     r"^(?P<site>[A-Za-z0-9.-]+)__(?P<protocol>[A-Za-z0-9.-]+)__v(?P<version>[A-Za-z0-9.]+)"
@@ -57,6 +101,11 @@ class ManifestFile(BaseModel):
     path: str = Field(min_length=1)
     doc_type: DocumentType | None = None
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("doc_type", mode="before")
+    @classmethod
+    def _doc_type(cls, value: Any) -> Any:
+        return canonical_doc_type(value)
 
     @field_validator("path")
     @classmethod
@@ -97,15 +146,36 @@ class PacketManifest(BaseModel):
     def _text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int | float) else value
 
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region(cls, value: Any) -> Any:
+        return canonical_region(value)
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _country(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @property
     def packet_id(self) -> str:
         """The packet's idempotency key (its workflow id)."""
         return packet_key(self.site_id, self.protocol_number, self.protocol_version)
 
     @property
+    def date_order(self) -> DateOrder:
+        """The numeric date order of the packet's country (``aliases.yaml``), else its region's
+        (MDY in the US, day-first elsewhere)."""
+        if self.country:
+            order = _aliases()[2].get(self.country)
+            if order in ("MDY", "DMY", "YMD"):
+                return cast(DateOrder, order)
+            return "DMY"
+        return "MDY" if self.region == "us" else "DMY"
+
+    @property
     def dayfirst(self) -> bool:
-        """Whether ambiguous slash dates in this packet read day-first (outside the US)."""
-        return self.region != "us"
+        """Whether ambiguous numeric dates in this packet read day-first."""
+        return self.date_order == "DMY"
 
 
 def parse_manifest(text: str, *, fmt: str = "yaml", subject: str | None = None) -> PacketManifest:
@@ -125,8 +195,10 @@ def parse_manifest(text: str, *, fmt: str = "yaml", subject: str | None = None) 
 
 
 def load_manifest(path: Path) -> PacketManifest:
-    """Read a manifest file (``.json`` as JSON, anything else as YAML)."""
+    """Read a manifest file (``.json`` as JSON, anything else as YAML), at most 1 MB."""
     fmt = "json" if path.suffix.lower() == ".json" else "yaml"
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise fatal("MANIFEST_INVALID", path.name, problem="the manifest is larger than 1 MB")
     return parse_manifest(path.read_text(encoding="utf-8"), fmt=fmt, subject=path.name)
 
 

@@ -152,7 +152,7 @@ def evaluate_document(
         parsed,
         doc_type,
         dayfirst=manifest.dayfirst,
-        order=getattr(manifest, "date_order", None),
+        order=manifest.date_order,
         protocol_number=manifest.protocol_number,
     )
     structural = structural_checks(

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clinflow.packets.data_files import read_yaml
+from clinflow.packets.data_files import read_yaml, register_cache
 
 
 class ProtocolVersion(BaseModel):
@@ -24,6 +24,11 @@ class ProtocolEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     title: str = ""
+    us_ind: str | None = Field(None, description="The US IND the protocol runs under, if any.")
+    us_ind_regions: list[str] = Field(
+        default_factory=list,
+        description="Regions whose sites run under the US IND (empty: every region).",
+    )
     versions: dict[str, ProtocolVersion]
 
 
@@ -33,6 +38,13 @@ class ProtocolMatrix(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     protocols: dict[str, ProtocolEntry]
+
+    def under_us_ind(self, protocol: str, region: str) -> bool:
+        """Whether the matrix says sites of ``region`` run ``protocol`` under a US IND."""
+        entry = self.protocols.get(protocol.upper())
+        if entry is None or not entry.us_ind:
+            return False
+        return not entry.us_ind_regions or region in entry.us_ind_regions
 
     def known_versions(self, protocol: str) -> list[str]:
         """The versions the matrix lists for ``protocol`` (empty for an unknown protocol)."""
@@ -61,6 +73,7 @@ class ProtocolMatrix(BaseModel):
         return "active"
 
 
+@register_cache
 @lru_cache(maxsize=1)
 def load_protocol_matrix() -> ProtocolMatrix:
     """The packaged matrix (cached; raises pydantic ValidationError on a malformed file)."""

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinflow.errors import ErrorCategory, FatalSchemaMismatch
-from clinflow.packets.data_files import DataFileError, read_yaml
+from clinflow.packets.data_files import DataFileError, read_yaml, register_cache
 from clinflow.packets.models import DocumentType, Finding, GapItem
 
 Stage = Literal["ingest", "structural", "semantic", "cross-document", "gap"]
@@ -43,6 +43,7 @@ class UnknownRule(KeyError):
     """A code that is not in the rule table (a programming error, not a data problem)."""
 
 
+@register_cache
 @lru_cache(maxsize=1)
 def rule_table() -> dict[str, Rule]:
     """All rules by code, in table order. Raises :class:`DataFileError` on a malformed file."""

@@ -22,12 +22,13 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy import ndimage
 
-from clinflow.packets.data_files import read_yaml
+from clinflow.packets.data_files import read_yaml, register_cache
 from clinflow.packets.models import SignatureMark
 
 _MIN_COMPONENT = 12  # pixels: smaller components are scanner speckle
 
 
+@register_cache
 @lru_cache(maxsize=1)
 def _config() -> tuple[re.Pattern[str], dict[str, float]]:
     raw = read_yaml("rules", "signatures.yaml")

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from clinflow.packets.data_files import read_yaml
+from clinflow.packets.data_files import read_yaml, register_cache
 from clinflow.packets.dates import DateOrder, find_dates
 from clinflow.packets.extraction_models import SignatureBlock, SignatureEvidence
 from clinflow.packets.models import ParseResult
@@ -45,6 +45,7 @@ class _Patterns:
     box_signer: tuple[re.Pattern[str], ...]
 
 
+@register_cache
 @lru_cache(maxsize=1)
 def _patterns() -> _Patterns:
     raw = read_yaml("rules", "signatures.yaml")

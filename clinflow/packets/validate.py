@@ -134,8 +134,15 @@ def same_protocol(found: str, expected: str) -> bool:
     return f == e or (f.startswith(e) and not f[len(e) : len(e) + 1].isdigit())
 
 
+def canonical_site_number(value: str) -> str:
+    """A site number compared canonically: ``0142``, ``142``, ``US-0142`` and ``Site 142`` are
+    one site (its last run of digits without leading zeros; the text itself when it has none)."""
+    runs = re.findall(r"\d+", value)
+    return runs[-1].lstrip("0") or "0" if runs else value.strip().upper()
+
+
 def _same_site(a: str, b: str) -> bool:
-    return a.strip().lstrip("0").upper() == b.strip().lstrip("0").upper()
+    return canonical_site_number(a) == canonical_site_number(b)
 
 
 def _expiry_findings(

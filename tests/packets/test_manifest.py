@@ -59,7 +59,8 @@ def test_json_and_yaml_manifests_load_to_the_same_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        {"region": "US!"},
+        {"region": "!!"},
+        {"files": [{"path": "a.pdf", "doc_type": "Form FDA 9999"}]},
         {"files": [{"path": "../outside.pdf"}]},
         {"files": [{"path": "/etc/passwd"}]},
         {"files": [{"path": "a.pdf", "sha256": "not-a-hash"}]},
@@ -106,3 +107,56 @@ def test_document_key_is_deterministic_and_temporal_safe() -> None:
     assert packet_key("S 1", "CFX-301", "3.0") == "packet-S_1-CFX-301-v3.0"
     with pytest.raises(ValueError):
         document_key("ABC", "s", "1")
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("Form FDA 1572", "FDA_1572"),
+        (1572, "FDA_1572"),
+        ("fda-1572", "FDA_1572"),
+        ("irb_approval", "IRB_APPROVAL"),
+        ("GCP", "GCP_CERTIFICATE"),
+        ("DOA log", "DELEGATION_LOG"),
+        ("gcp_certificate", "GCP_CERTIFICATE"),
+        ("Licence", "MEDICAL_LICENSE"),
+    ],
+)
+def test_declared_types_are_case_insensitive_with_aliases(written: object, canonical: str) -> None:
+    from clinflow.packets.manifest import PacketManifest
+
+    m = PacketManifest(
+        site_id="S",
+        protocol_number="CFX-301",
+        protocol_version="3.0",
+        region="us",
+        files=[{"path": "a.pdf", "doc_type": written}],  # type: ignore[list-item]
+    )
+    assert m.files[0].doc_type == canonical
+
+
+@pytest.mark.parametrize(
+    ("region", "country", "order"),
+    [
+        ("US", "US", "MDY"),
+        ("Eu", "de", "DMY"),
+        ("APAC", "JP", "YMD"),
+        ("apac", "KR", "YMD"),
+        ("Asia-Pacific", "SG", "DMY"),
+        ("eu", None, "DMY"),
+        ("us", None, "MDY"),
+    ],
+)
+def test_region_aliases_and_country_date_order(
+    region: str, country: str | None, order: str
+) -> None:
+    from clinflow.packets.manifest import PacketManifest
+
+    m = PacketManifest(
+        site_id="S",
+        protocol_number="CFX-301",
+        protocol_version="3.0",
+        region=region,
+        country=country,
+    )
+    assert m.region in {"us", "eu", "apac"} and m.date_order == order

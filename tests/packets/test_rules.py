@@ -308,6 +308,24 @@ CASES: dict[str, tuple[Case, Case]] = {
         ),
         lambda: gaps(full_checklist_docs(FDA_1572=em.Form1572Extraction(form_version="03/24"))),
     ),
+    "LAB_CONTACT_MISSING": (
+        lambda: gaps(
+            full_checklist_docs(
+                FDA_1572=em.Form1572Extraction(
+                    laboratories=[em.LaboratoryEntry(name="Lab A", phone="312 555 0100")]
+                )
+            )
+        ),
+        lambda: gaps(
+            full_checklist_docs(
+                FDA_1572=em.Form1572Extraction(
+                    laboratories=[
+                        em.LaboratoryEntry(name="Lab A", phone="1 555 01", fax="1 555 02")
+                    ]
+                )
+            )
+        ),
+    ),
     "GAP_RECOMMENDED_MISSING": (
         lambda: gaps(
             [d for d in full_checklist_docs() if d.doc_type is not DocumentType.LAB_CERTIFICATION]
@@ -388,3 +406,48 @@ def test_rules_markdown_lists_every_rule_once() -> None:
     for code, rule in rule_table().items():
         [row] = [line for line in lines if line.startswith(f"| `{code}` |")]
         assert f"| {rule.category} |" in row
+
+
+EU = MANIFEST.model_copy(update={"region": "eu", "country": "DE"})
+
+
+def _without(docs: list[DocumentRecord], *types: DocumentType) -> list[DocumentRecord]:
+    return [d for d in docs if d.doc_type not in types]
+
+
+def test_eu_packet_under_a_us_ind_needs_the_1572_and_financial_disclosure() -> None:
+    base = _without(full_checklist_docs(), DocumentType.FDA_1572, DocumentType.FINANCIAL_DISCLOSURE)
+    report = gap_analysis(EU, base, load_checklist("eu"))
+    assert not report.has_gaps  # no IND: neither is needed
+    assert "GAP_RECOMMENDED_MISSING" in {w.code for w in report.warnings}  # FD recommended
+    with_ind = [
+        _rec("IRB_APPROVAL", em.IRBApprovalExtraction(ind_number="123456"))
+        if d.doc_type is DocumentType.IRB_APPROVAL
+        else d
+        for d in base
+    ]
+    report = gap_analysis(EU, with_ind, load_checklist("eu"))
+    assert {g.doc_type for g in report.missing} == {
+        DocumentType.FDA_1572,
+        DocumentType.FINANCIAL_DISCLOSURE,
+    }
+
+
+def test_lab_certificate_is_required_when_the_1572_lists_a_laboratory() -> None:
+    lab = em.LaboratoryEntry(name="Lab A", phone="1", fax="2")
+    docs = _without(
+        full_checklist_docs(FDA_1572=em.Form1572Extraction(laboratories=[lab])),
+        DocumentType.LAB_CERTIFICATION,
+    )
+    report = gap_analysis(MANIFEST, docs, load_checklist("us"))
+    assert [g.doc_type for g in report.missing] == [DocumentType.LAB_CERTIFICATION]
+
+
+def test_versions_and_editions_compare_canonically() -> None:
+    docs = full_checklist_docs(
+        FDA_1572=em.Form1572Extraction(form_version="(3/24)", protocol_version="3"),
+        PROTOCOL_SIGNATURE_PAGE=em.ProtocolSignaturePageExtraction(protocol_version="v3.0"),
+    )
+    assert not gap_analysis(MANIFEST, docs, load_checklist("us")).has_gaps
+    old = full_checklist_docs(FDA_1572=em.Form1572Extraction(form_version="1/21"))
+    assert "GAP_WRONG_VERSION" in gaps(old)
