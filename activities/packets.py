@@ -60,6 +60,7 @@ from activities.packets_models import (
     PacketStatus,
     RedactInput,
     RegisterPacketInput,
+    RejectPacketInput,
     ReviewCheckInput,
     ReviewVerdict,
     StoreResult,
@@ -740,6 +741,78 @@ class PacketActivities:
         return ExternalCheckResult(skipped=False)
 
     # ------------------------------------------------------------------ routing outcomes
+    @activity.defn(name="packets.reject")
+    @packet_activity
+    async def reject_packet(self, req: RejectPacketInput) -> DeadLetterResult:
+        """End a packet that cannot be started, visibly: the packets row as DEAD_LETTERED with
+        the reason, a DLQ entry (FATAL_SCHEMA_MISMATCH, ``req.code``) with the manifest as
+        context, and an audit entry. Idempotent (one open DLQ entry per packet and code)."""
+        p = req.packet
+        m = p.manifest
+        reason = req.reason[:500]
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO packets (packet_id, site_id, site_number, protocol_number,
+                       protocol_version, region, country, target_activation_date,
+                       correlation_id, status, outcome, manifest, completed_at)
+                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'DEAD_LETTERED','DEAD_LETTERED',
+                           $10::jsonb, now())
+                   ON CONFLICT (packet_id) DO UPDATE SET status = 'DEAD_LETTERED',
+                       outcome = 'DEAD_LETTERED', updated_at = now(),
+                       completed_at = coalesce(packets.completed_at, now())""",
+                p.packet_id,
+                m.site_id,
+                m.site_number,
+                m.protocol_number,
+                m.protocol_version,
+                m.region,
+                m.country,
+                m.target_activation_date,
+                p.correlation_id,
+                m.model_dump_json(),
+            )
+            attempts = [{"activity": "packets.reject", "attempt": 1, "code": req.code}]
+            dlq_id = await conn.fetchval(
+                """INSERT INTO dlq (packet_id, document_key, category, code, reason, attempts)
+                   VALUES ($1, NULL, $2, $3, $4, $5::jsonb)
+                   ON CONFLICT (packet_id, coalesce(document_key, ''), code)
+                       WHERE replayed_at IS NULL DO NOTHING
+                   RETURNING dlq_id::text""",
+                p.packet_id,
+                str(ErrorCategory.FATAL_SCHEMA_MISMATCH),
+                req.code,
+                reason,
+                json.dumps(attempts),
+            )
+            created = dlq_id is not None
+            if dlq_id is None:
+                dlq_id = await conn.fetchval(
+                    "SELECT dlq_id::text FROM dlq WHERE packet_id = $1 AND document_key IS NULL "
+                    "AND code = $2 AND replayed_at IS NULL",
+                    p.packet_id,
+                    req.code,
+                )
+        context = {
+            "dlq_id": dlq_id,
+            "packet_id": p.packet_id,
+            "stage": "route",
+            "error": {
+                "category": str(ErrorCategory.FATAL_SCHEMA_MISMATCH),
+                "code": req.code,
+                "reason": reason,
+            },
+            "manifest": m.model_dump(mode="json"),
+            "documents": [d.model_dump(mode="json") for d in p.documents],
+        }
+        await self.deps.store.put_bytes(
+            self.deps.settings.s3_bucket_dlq,
+            f"{DLQ_PREFIX}/{dlq_id}.json",
+            json.dumps(context, sort_keys=True).encode(),
+            content_type="application/json",
+        )
+        await self.deps.audit.append(req.entry)
+        return DeadLetterResult(dlq_id=str(dlq_id), created=created)
+
     @activity.defn(name="packets.dead_letter")
     @packet_activity
     async def dead_letter(self, req: DeadLetterInput) -> DeadLetterResult:
@@ -1016,7 +1089,7 @@ class PacketActivities:
         ]
 
     def batch_activities(self) -> list[Callable[..., Any]]:
-        return [self.load_batch_page, self.describe_packet]
+        return [self.load_batch_page, self.describe_packet, self.reject_packet]
 
 
 __all__ = ["PacketActivities", "packet_activity"]

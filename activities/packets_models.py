@@ -273,15 +273,16 @@ def packet_queue(
     urgent_days: int,
     regions: list[str] | tuple[str, ...],
 ) -> str:
-    """The task queue of a packet: urgent when it activates within ``urgent_days`` from today.
+    """The task queue of a packet: its region's, or its region's urgent queue when it activates
+    within ``urgent_days`` from today (urgent packets never leave their region).
 
     A target date already past is overdue and must be re-planned: it takes its regional
     queue, not urgent slots. Raises ValueError when the region has no queue.
     """
-    if target is not None and 0 <= (target - today).days <= urgent_days:
-        return f"{prefix}-urgent"
     if region not in regions:
         raise ValueError(f"no task queue for region {region!r}; configured: {list(regions)}")
+    if target is not None and 0 <= (target - today).days <= urgent_days:
+        return f"{prefix}-{region}-urgent"
     return f"{prefix}-{region}"
 
 
@@ -403,6 +404,15 @@ class DeadLetterInput(BaseModel):
     entry: AuditEntry
 
 
+class RejectPacketInput(BaseModel):
+    """A packet that cannot be started (e.g. its region has no checklist or task queue)."""
+
+    packet: PacketInput
+    code: str = "MANIFEST_INVALID"
+    reason: str
+    entry: AuditEntry
+
+
 class DeadLetterResult(BaseModel):
     dlq_id: str
     created: bool
@@ -473,6 +483,7 @@ __all__ = [
     "PacketStatusName",
     "RedactInput",
     "RegisterPacketInput",
+    "RejectPacketInput",
     "ReviewCheckInput",
     "ReviewInput",
     "ReviewOutcome",

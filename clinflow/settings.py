@@ -101,9 +101,18 @@ class Settings(BaseSettings):
 
     # Site packets (task queues, deadlines, parsing limits, the external IRB-portal check)
     packets_queue_prefix: str = Field(
-        "packets", description="Task queues are <prefix>-<region>, -urgent, -external, -batch."
+        "packets", description="Task queues are <prefix>-<region>[-urgent], -external, -batch."
     )
-    packets_regions: str = Field("us,eu,uk", description="Comma-separated regional queues.")
+    packets_regions: str = Field(
+        "us,eu,uk,apac",
+        description="Comma-separated regions served (each has <prefix>-<region> and "
+        "<prefix>-<region>-urgent queues and a checklist in the study configuration).",
+    )
+    packets_config_dir: Path | None = Field(
+        None,
+        description="Study configuration folder overriding the shipped checklists, protocol "
+        "matrix, vocabularies and rule parameters file by file (clinflow packets config).",
+    )
     packets_urgent_days: int = Field(
         14, ge=0, description="Packets activating within this many days use the urgent queue."
     )

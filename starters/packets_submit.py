@@ -242,7 +242,16 @@ async def submit_path(
         manifest, folder = manifest_for(path)
     except Exception as exc:
         raise SubmitError(f"{path}: {exc}") from exc
-    queue = queue_for(settings, manifest)
+    try:
+        queue = queue_for(settings, manifest)
+    except SubmitError as exc:
+        # No region serves it: a one-packet batch ends it visibly (DEAD_LETTERED with
+        # MANIFEST_INVALID, a DLQ entry, an audit entry), then the caller hears why.
+        documents = await upload_documents(store, settings, manifest, folder)
+        inp = packet_input(settings, manifest, documents, source=source, submitted_by=submitted_by)
+        summary = await (await start_batch(client, settings, store, [inp])).result()
+        note = summary.packets[0].note if summary.packets else str(exc)
+        raise SubmitError(f"{manifest.packet_id}: DEAD_LETTERED MANIFEST_INVALID: {note}") from exc
     if await workflow_exists(client, manifest.packet_id):
         handle: WorkflowHandle[SitePacketWorkflow, PacketStatus] = client.get_workflow_handle(
             manifest.packet_id, result_type=PacketStatus

@@ -157,7 +157,7 @@ async def packet_workers(
     settings = stack.model_copy(
         update={
             "packets_queue_prefix": f"t{uuid.uuid4().hex[:10]}",
-            "packets_regions": "us,eu,uk",
+            "packets_regions": "us,eu,uk,apac",
             "packets_external_url": portal.url,
             "packets_breaker_failures": 2,
             "packets_breaker_cooldown_seconds": 1.0,

@@ -315,7 +315,7 @@ async def test_urgent_packet_runs_on_the_urgent_queue(
     )
     from starters.packets_submit import queue_for
 
-    assert queue_for(env.settings, urgent.manifest) == f"{env.prefix}-urgent"
+    assert queue_for(env.settings, urgent.manifest) == f"{env.prefix}-us-urgent"
     assert queue_for(env.settings, routine.manifest) == f"{env.prefix}-us"
     handles = [await env.start(urgent, queue_for(env.settings, urgent.manifest))]
     handles.append(await env.start(routine, queue_for(env.settings, routine.manifest)))
@@ -323,4 +323,4 @@ async def test_urgent_packet_runs_on_the_urgent_queue(
     for h in handles:
         await env.wait_status(h, settled)
     queues = [(await h.describe()).task_queue for h in handles]
-    assert queues == [f"{env.prefix}-urgent", f"{env.prefix}-us"]
+    assert queues == [f"{env.prefix}-us-urgent", f"{env.prefix}-us"]

@@ -2,8 +2,9 @@
 
 - ``<prefix>-<region>`` for each configured region (data residency: a region's packets are
   processed by that region's workers): SitePacketWorkflow and the packet activities;
-- ``<prefix>-urgent``: the same, for packets activating soon, with its own activity slots so a
-  backlog of routine packets never delays them;
+- ``<prefix>-<region>-urgent`` for each region: the same, for that region's packets activating
+  soon, with its own activity slots so a backlog of routine packets never delays them (urgent
+  packets keep their residency);
 - ``<prefix>-batch``: PacketBatchWorkflow (orchestration only: references, no documents);
 - ``<prefix>-external``: the external IRB-portal check alone, rate-limited for the whole task
   queue by the server (``max_task_queue_activities_per_second``), never with sleeps.
@@ -23,9 +24,10 @@ from workflows.packets_batch import PacketBatchWorkflow
 
 
 def packet_queues(settings: Settings) -> dict[str, str]:
-    """Role -> task queue name (``us``/``eu``/... plus ``urgent``, ``batch``, ``external``)."""
+    """Role -> task queue name (``us``/``eu``/..., ``us-urgent``/..., ``batch``, ``external``)."""
     prefix = settings.packets_queue_prefix
-    roles = [*settings.packets_region_list, "urgent", "batch", "external"]
+    regions = settings.packets_region_list
+    roles = [*regions, *(f"{r}-urgent" for r in regions), "batch", "external"]
     return {role: f"{prefix}-{role}" for role in roles}
 
 
@@ -38,11 +40,11 @@ def packets_plan(settings: Settings, deps: Deps) -> dict[str, QueuePlan]:
         plan[queues[region]] = QueuePlan(
             workflows=[SitePacketWorkflow], activities=acts.workflow_activities()
         )
-    plan[queues["urgent"]] = QueuePlan(
-        workflows=[SitePacketWorkflow],
-        activities=acts.workflow_activities(),
-        max_concurrent_activities=settings.packets_urgent_max_concurrent_activities,
-    )
+        plan[queues[f"{region}-urgent"]] = QueuePlan(
+            workflows=[SitePacketWorkflow],
+            activities=acts.workflow_activities(),
+            max_concurrent_activities=settings.packets_urgent_max_concurrent_activities,
+        )
     plan[queues["batch"]] = QueuePlan(
         workflows=[PacketBatchWorkflow], activities=acts.batch_activities()
     )

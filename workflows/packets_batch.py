@@ -2,10 +2,11 @@
 
 The batch plan (every packet's input) is stored in the object store and read a page at a
 time, so the batch's own history carries references, not packets. Children start on their
-region's task queue ``<prefix>-<region>``, or on ``<prefix>-urgent`` when their planned
-site-initiation date is within ``urgent_days`` of today (a date already past is overdue for
-re-planning and goes to its regional queue). At most ``max_parallel`` children are unsettled at
-once (a sliding window); after ``continue_after`` starts the batch continues as new with the
+region's task queue ``<prefix>-<region>``, or on ``<prefix>-<region>-urgent`` when their
+planned site-initiation date is within ``urgent_days`` of today (a date already past is overdue
+for re-planning and goes to its regional queue). A packet whose region no queue serves is ended
+visibly: DEAD_LETTERED with MANIFEST_INVALID, a DLQ entry and an audit entry. At most
+``max_parallel`` children are unsettled at once (a sliding window); after ``continue_after`` starts the batch continues as new with the
 children still in flight.
 
 A child *settles* when it reaches a terminal state or starts waiting for people (BLOCKED,
@@ -43,8 +44,10 @@ with workflow.unsafe.imports_passed_through():
         PacketSettled,
         PacketStatus,
         PacketStatusName,
+        RejectPacketInput,
         packet_queue,
     )
+    from clinflow.audit_chain import AuditEntry
     from workflows.packets import SitePacketWorkflow
 
 from workflows.search_attributes import KIND, PROTOCOL, REGION, SITE, SOURCE, STATUS
@@ -53,6 +56,13 @@ RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_attempts=3,
     non_retryable_error_types=["FATAL_SCHEMA_MISMATCH"],
+)
+# Bookkeeping writes (a rejected packet's row and DLQ entry) wait out database outages.
+BOOKKEEPING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=0,
+    non_retryable_error_types=["FATAL_SCHEMA_MISMATCH", "COMPLIANCE_BLOCK"],
 )
 # How often the batch looks up children it cannot watch directly (started by an earlier run).
 RECHECK = timedelta(seconds=30)
@@ -156,7 +166,35 @@ class PacketBatchWorkflow:
                 inp.regions,
             )
         except ValueError as exc:
-            self._record(PacketSettled(packet_id=pid, status="NOT_STARTED", note=str(exc)))
+            # No queue serves the region: end the packet visibly (row, DLQ entry, audit).
+            rejected = await workflow.execute_activity_method(
+                PacketActivities.reject_packet,
+                RejectPacketInput(
+                    packet=packet,
+                    reason=str(exc),
+                    entry=AuditEntry(
+                        entry_id=f"{pid}:rejected:{workflow.info().workflow_id}",
+                        occurred_at=workflow.now(),
+                        actor=f"workflow:{workflow.info().workflow_id}",
+                        action="packet.rejected",
+                        location=f"temporal:{workflow.info().task_queue}",
+                        reason="MANIFEST_INVALID",
+                        subject_ref=pid,
+                        details={"region": m.region, "source": "batch"},
+                    ),
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=BOOKKEEPING_RETRY,
+            )
+            self._record(
+                PacketSettled(
+                    packet_id=pid,
+                    status=PacketStatusName.DEAD_LETTERED.value,
+                    reasons=["MANIFEST_INVALID"],
+                    categories={"FATAL_SCHEMA_MISMATCH": 1},
+                    note=f"{exc} (DLQ {rejected.dlq_id})",
+                )
+            )
             return
         try:
             handle = await workflow.start_child_workflow(

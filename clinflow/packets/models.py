@@ -88,16 +88,18 @@ class SignatureField(_Frozen):
 
 class SignatureMark(_Frozen):
     """Image evidence of a signature found by a parser beside a signature label (the text
-    layer cannot show it): ink on a scanned page, an image in a DOCX signature cell."""
+    layer cannot show it): ink on a scanned page or beside a label on a rendered text-PDF page,
+    an image in a DOCX signature cell, the widget of a signed PDF signature field."""
 
     page: int = Field(ge=0, description="0-based page index (0 for DOCX).")
-    kind: Literal["wet_ink", "image"]
+    kind: Literal["wet_ink", "image", "digital_stamp"]
     label: str = Field("", description="The signature label the mark belongs to.")
     region: tuple[float, float, float, float] | None = Field(
         None, description="x0, y0, x1, y1 of the measured region, as fractions of the page."
     )
     ink_ratio: float | None = Field(None, description="Share of dark pixels in the region.")
     status: Literal["signed", "unsigned", "uncertain"]
+    note: str = Field("", description="How the mark was found (no personal data).")
 
 
 class ParseResult(_Frozen):

@@ -29,6 +29,8 @@ from clinflow.packets.models import (
 )
 from clinflow.packets.ocr import ocr_pdf_pages
 from clinflow.packets.rules import fatal
+from clinflow.packets.signature_ink import label_pattern, measure_labels
+from clinflow.packets.signatures import has_text_signature
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +189,14 @@ def parse_pdf(
     marks: list[SignatureMark] = []
     if needs_ocr and options.ocr_enabled:
         ocr_conf, marks = _run_ocr(source, needs_ocr, texts, options)
+    label = label_pattern()
+    unsigned_labels = [
+        i
+        for i, t in enumerate(texts)
+        if i not in ocr_conf and label.search(t) and not has_text_signature(t)
+    ][:_MAX_RENDERED]
+    if unsigned_labels and options.ocr_enabled:
+        marks.extend(_rendered_marks(source, unsigned_labels))
 
     pages: list[PageText] = []
     budget = options.max_total_chars
@@ -220,6 +230,73 @@ def parse_pdf(
         text_truncated=truncated,
         signature_marks=marks,
     )
+
+
+_MAX_RENDERED = 4  # text pages rendered per file to look for a signature image
+_RENDER_DPI = 100
+
+
+def _pixels(
+    rect: tuple[float, float, float, float], height: float, scale: float
+) -> tuple[int, int, int, int]:
+    """A PDF rectangle (left, bottom, right, top in points) as x, y, width, height pixels."""
+    left, bottom, right, top = rect
+    x, y = int(left * scale), int((height - top) * scale)
+    return x, y, max(1, int((right - left) * scale)), max(1, int((top - bottom) * scale))
+
+
+def _rendered_marks(source: Path | bytes, pages: list[int]) -> list[SignatureMark]:
+    """Ink beside the signature labels of text pages: a signature image or the appearance of a
+    signature field leaves only the label in the text layer. One page rendered at a time at
+    low resolution; printed text (the text layer's rectangles) is blanked before measuring."""
+    import pypdfium2
+
+    label = label_pattern()
+    scale = _RENDER_DPI / 72
+    marks: list[SignatureMark] = []
+    try:
+        doc = pypdfium2.PdfDocument(source if isinstance(source, bytes) else str(source))
+    except pypdfium2.PdfiumError:
+        return []
+    try:
+        for index in pages:
+            page = doc[index]
+            textpage = page.get_textpage()
+            try:
+                height = page.get_height()
+
+                text = textpage.get_text_range()
+                found = []
+                for m in label.finditer(text):
+                    first = textpage.get_charbox(m.start(), loose=True)
+                    last = textpage.get_charbox(m.end() - 1, loose=True)
+                    found.append(
+                        (
+                            m.group(0),
+                            _pixels(
+                                (first[0], min(first[1], last[1]), last[2], first[3]), height, scale
+                            ),
+                        )
+                    )
+                printed = [
+                    _pixels(textpage.get_rect(i), height, scale)
+                    for i in range(textpage.count_rects())
+                ]
+                bitmap = page.render(scale=scale, grayscale=True)
+                image = bitmap.to_pil()
+                try:
+                    marks.extend(
+                        measure_labels(image, found[:_MAX_RENDERED], printed, index, kind="image")
+                    )
+                finally:
+                    image.close()
+                    bitmap.close()
+            finally:
+                textpage.close()
+                page.close()
+    finally:
+        doc.close()
+    return marks
 
 
 def _run_ocr(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -74,27 +74,62 @@ def ink_ratio(dark: np.ndarray, page_width: int) -> float:
     return ink / dark.size
 
 
+Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the page bitmap
+
+
+def label_pattern() -> re.Pattern[str]:
+    """Where a signature label is written in a line of text (the YAML ``labels``)."""
+    return _search_config()
+
+
+@register_cache
+@lru_cache(maxsize=1)
+def _search_config() -> re.Pattern[str]:
+    raw = read_yaml("rules", "signatures.yaml")
+    return re.compile(r"(?i)\b(?:" + "|".join(raw["labels"]) + r")\b")
+
+
 def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> list[SignatureMark]:
     """Signature marks of one OCR'd page (greyscale ``image``, tesseract ``data`` dict)."""
-    labels, params = _config()
-    width, height = image.size
-    found = [
-        i
-        for i, word in enumerate(data["text"])
-        if str(word).strip() and labels.match(str(word).strip())
-    ]
-    if not found:
-        return []
-    grey = np.asarray(image.filter(ImageFilter.MedianFilter(3)))
-    dark = grey < 140
+    labels, _ = _config()
+    found: list[tuple[str, Box]] = []
+    printed: list[Box] = []
     for i, word in enumerate(data["text"]):
         text = str(word).strip()
+        box = (
+            int(data["left"][i]),
+            int(data["top"][i]),
+            int(data["width"][i]),
+            int(data["height"][i]),
+        )
+        if text and labels.match(text):
+            found.append((text, box))
         if float(data["conf"][i]) >= 40 and sum(c.isalnum() for c in text) >= 2:
-            x, y, w, h = (int(data[k][i]) for k in ("left", "top", "width", "height"))
-            dark[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2] = False
+            printed.append(box)
+    if not found:
+        return []
+    return measure_labels(image, found, printed, page, kind="wet_ink")
+
+
+def measure_labels(
+    image: Image.Image,
+    found: list[tuple[str, Box]],
+    printed: list[Box],
+    page: int,
+    *,
+    kind: Literal["wet_ink", "image"],
+    note: str = "",
+) -> list[SignatureMark]:
+    """Ink beside each label of ``found`` on a greyscale page ``image``; ``printed`` text boxes
+    are blanked first. Shared by the OCR worker (scans) and the text-PDF renderer."""
+    _, params = _config()
+    width, height = image.size
+    grey = np.asarray(image.convert("L").filter(ImageFilter.MedianFilter(3)))
+    dark = grey < 140
+    for x, y, w, h in printed:
+        dark[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2] = False
     marks: list[SignatureMark] = []
-    for i in found:
-        x, y, w, h = (int(data[k][i]) for k in ("left", "top", "width", "height"))
+    for label, (x, y, w, h) in found:
         regions = [
             (
                 x + w + 4,
@@ -118,7 +153,7 @@ def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> 
             ratio = ink_ratio(dark[y0:y1, x0:x1], width)
             if ratio > best:
                 best, best_region = ratio, (x0, y0, x1, y1)
-        status = (
+        status: Literal["signed", "unsigned", "uncertain"] = (
             "signed"
             if best >= params["signed"]
             else "unsigned"
@@ -129,8 +164,8 @@ def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> 
         marks.append(
             SignatureMark(
                 page=page,
-                kind="wet_ink",
-                label=str(data["text"][i]).strip()[:40],
+                kind=kind,
+                label=label[:40],
                 region=(
                     round(max(0, x0) / width, 3),
                     round(max(0, y0) / height, 3),
@@ -139,6 +174,7 @@ def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> 
                 ),
                 ink_ratio=round(best, 4),
                 status=status,
+                note=note,
             )
         )
     return marks

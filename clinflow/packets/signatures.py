@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from clinflow.packets.data_files import read_yaml, register_cache
-from clinflow.packets.dates import DateOrder, find_dates
+from clinflow.packets.dates import DateOrder, find_dates, order_for
 from clinflow.packets.extraction_models import SignatureBlock, SignatureEvidence
 from clinflow.packets.models import ParseResult
 
@@ -148,8 +148,18 @@ def _text_blocks(page: int, text: str, order: DateOrder) -> list[SignatureBlock]
     return blocks
 
 
-def detect_signatures(parse: ParseResult, *, order: DateOrder = "MDY") -> list[SignatureBlock]:
-    """Every signature block the file shows evidence for (see the module docstring)."""
+def has_text_signature(text: str) -> bool:
+    """Whether ``text`` (one page) already shows a typed or electronic signature: the parsers
+    then need not look for image evidence on that page."""
+    return any(b.status == "signed" for b in _text_blocks(0, text, "MDY"))
+
+
+def detect_signatures(
+    parse: ParseResult, *, dayfirst: bool = False, order: DateOrder | None = None
+) -> list[SignatureBlock]:
+    """Every signature block the file shows evidence for (see the module docstring). Dates
+    are read day-first when ``dayfirst`` (or in ``order`` when given)."""
+    order = order_for(dayfirst, order)
     blocks: list[SignatureBlock] = []
     for field in parse.signature_fields:
         if field.signed:
@@ -177,11 +187,11 @@ def detect_signatures(parse: ParseResult, *, order: DateOrder = "MDY") -> list[S
         blocks.append(
             SignatureBlock(
                 status=mark.status,
-                kind=mark.kind,
+                kind="digital" if mark.kind == "digital_stamp" else mark.kind,
                 page=mark.page,
                 label=mark.label,
                 region=mark.region,
-                evidence=f"{ink}beside the label '{mark.label}' ({where})",
+                evidence=mark.note or f"{ink}beside the label '{mark.label}' ({where})",
             )
         )
     return blocks
