@@ -6,8 +6,8 @@ region's task queue ``<prefix>-<region>``, or on ``<prefix>-<region>-urgent`` wh
 planned site-initiation date is within ``urgent_days`` of today (a date already past is overdue
 for re-planning and goes to its regional queue). A packet whose region no queue serves is ended
 visibly: DEAD_LETTERED with MANIFEST_INVALID, a DLQ entry and an audit entry. At most
-``max_parallel`` children are unsettled at once (a sliding window); after ``continue_after`` starts the batch continues as new with the
-children still in flight.
+``max_parallel`` children are unsettled at once (a sliding window); after ``continue_after``
+starts the batch continues as new with the children still in flight.
 
 A child *settles* when it reaches a terminal state or starts waiting for people (BLOCKED,
 ESCALATED, AWAITING_DOCUMENTS): it signals ``packet_settled`` to the batch once. Children are
