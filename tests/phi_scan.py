@@ -46,8 +46,13 @@ _DATA = re.compile(r'"data":\s*"([A-Za-z0-9+/=]*)"')
 
 
 def history_texts(history_json: str) -> list[bytes]:
-    """The history's JSON plus every payload's decoded bytes (data is base64 in the JSON)."""
-    texts = [history_json.encode()]
+    """The history's JSON plus every payload's decoded bytes (data is base64 in the JSON).
+
+    The base64 text itself is cut out of the JSON before it is searched: encrypted payloads
+    are random, and a four-letter name turns up inside megabytes of base64 by chance.
+    Their decoded bytes are searched instead, where plaintext PHI would show.
+    """
+    texts = [_DATA.sub('"data": ""', history_json).encode()]
     texts.extend(base64.b64decode(m) for m in _DATA.findall(history_json))
     return texts
 
