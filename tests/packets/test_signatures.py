@@ -181,3 +181,40 @@ def test_text_layer_signatures(text: str, kind: str, signer: str, date: str) -> 
 )
 def test_blank_signature_lines_are_unsigned(text: str) -> None:
     assert overall(detect_signatures(_text(text))).status == "unsigned"
+
+
+def _text_pdf(with_image: bool) -> bytes:
+    """A text PDF whose signature is a picture beside the label (or an empty line)."""
+    from reportlab.lib.pagesizes import letter
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    c = canvas.Canvas(out, pagesize=letter)
+    c.setFont("Helvetica", 11)
+    c.drawString(72, 700, "PROTOCOL SIGNATURE PAGE - Protocol CFX-301 Version 3.0")
+    c.drawString(72, 680, "I have read this protocol and agree to conduct the study as described.")
+    c.drawString(72, 600, "Investigator Signature:")
+    c.line(210, 598, 420, 598)
+    c.drawString(440, 600, "Date: 03/05/2026")
+    if with_image:
+        img = Image.new("L", (600, 160), 255)
+        scribble(ImageDraw.Draw(img), 20, 80, random.Random(5))
+        c.drawImage(ImageReader(img), 215, 600, width=180, height=48)
+    c.showPage()
+    c.save()
+    return out.getvalue()
+
+
+def test_signature_image_beside_a_label_in_a_text_pdf() -> None:
+    signed = parse_document(_text_pdf(True))
+    unsigned = parse_document(_text_pdf(False))
+    with_image = overall(detect_signatures(signed))
+    without = overall(detect_signatures(unsigned))
+    assert (with_image.status, with_image.method) == ("signed", "image"), signed.signature_marks
+    assert without.status == "unsigned", unsigned.signature_marks
+
+
+def test_dayfirst_dates_of_a_typed_signature() -> None:
+    evidence = overall(detect_signatures(_text("/s/ Jane Smith 03/04/2026"), dayfirst=True))
+    assert (evidence.signer, evidence.date) == ("Jane Smith", "2026-04-03")
