@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import os
+import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -38,16 +41,24 @@ from clinflow.esign import (
     sign_decision,
 )
 from clinflow.settings import Settings, get_settings
+from starters.packets_config_cli import register as _register_config
 
 T = TypeVar("T")
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print only JSON on stdout (logs and messages: stderr).")
+]
 
 packets_app = typer.Typer(
     help="Site packets: submit, review, gaps, dead letters.", no_args_is_help=True
 )
 dlq_app = typer.Typer(help="The packet dead-letter queue.", no_args_is_help=True)
 packets_app.add_typer(dlq_app, name="dlq")
-console = Console()
-err = Console(stderr=True)
+_register_config(packets_app)
+# Not a terminal (pipes, CI, scripts): rich would cut tables at 80 columns; print them wide,
+# and every column folds long values instead of truncating them.
+WIDE = 200
+console = Console(width=None if sys.stdout.isatty() else WIDE)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else WIDE)
 
 STATUS_COLOURS = {
     "VALIDATED": "green",
@@ -69,7 +80,7 @@ def _run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     except typer.Exit:
         raise
     except Exception as exc:
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}")
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
 
 
@@ -111,8 +122,101 @@ class _Session:
 
 
 # --------------------------------------------------------------------------- rendering
+def _table(*headers: str, title: str | None = None) -> Table:
+    """A table whose columns fold long values (never an ellipsis)."""
+    table = Table(title=title)
+    for h in headers:
+        table.add_column(h, overflow="fold")
+    return table
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout, alone (messages and logs go to stderr)."""
+    typer.echo(json.dumps(data, indent=2))
+
+
+def status_json(st: PacketStatus) -> dict[str, Any]:
+    """The packet's status as JSON: documents (classification, signature, evidence, codes),
+    findings with details, gaps, reviews (``model_dump(mode="json")`` plus ``has_gaps``)."""
+    data = st.model_dump(mode="json")
+    data["has_gaps"] = st.gaps is not None and st.gaps.has_gaps
+    return data
+
+
+def gaps_json(st: PacketStatus) -> dict[str, Any]:
+    """The packet's gaps as JSON, with the documents' classification (why a type is missing)."""
+    gaps = st.gaps
+    return {
+        "packet_id": st.packet_id,
+        "status": st.status.value,
+        "region": st.region,
+        "checklist": gaps.checklist if gaps else None,
+        "has_gaps": gaps is not None and gaps.has_gaps,
+        "missing": [g.model_dump(mode="json") for g in gaps.missing] if gaps else [],
+        "wrong_version": [g.model_dump(mode="json") for g in gaps.wrong_version] if gaps else [],
+        "warnings": [f.model_dump(mode="json") for f in gaps.warnings] if gaps else [],
+        "gap_deadline": st.gap_deadline.isoformat() if st.gap_deadline else None,
+        "documents": [d.model_dump(mode="json") for d in st.documents],
+    }
+
+
+class PacketRow(BaseModel):
+    """One line of ``packets list``: a packet workflow's search attributes."""
+
+    packet_id: str
+    status: str = ""
+    region: str = ""
+    site: str = ""
+    protocol: str = ""
+    error_category: str = ""
+    started: datetime | None = None
+
+
+def packet_row(wf: Any) -> PacketRow:
+    """The row of a visibility listing entry (``WorkflowExecution``)."""
+    get = {p.key.name: p.value for p in wf.typed_search_attributes}
+    return PacketRow(
+        packet_id=wf.id,
+        status=str(get.get("ClinflowStatus", "")),
+        region=str(get.get("ClinflowRegion", "")),
+        site=str(get.get("ClinflowSite", "")),
+        protocol=str(get.get("ClinflowProtocol", "")),
+        error_category=str(get.get("ClinflowErrorCategory", "")),
+        started=wf.start_time,
+    )
+
+
+def list_json(rows: list[PacketRow], query: str) -> dict[str, Any]:
+    return {
+        "query": query,
+        "count": len(rows),
+        "packets": [r.model_dump(mode="json") for r in rows],
+    }
+
+
+def print_list(rows: list[PacketRow], query: str) -> None:
+    table = _table("packet", "status", "region", "site", "protocol", "error category", "started")
+    for r in rows:
+        table.add_row(
+            r.packet_id,
+            _paint(r.status),
+            r.region,
+            r.site,
+            r.protocol,
+            r.error_category,
+            r.started.isoformat(timespec="seconds") if r.started else "",
+        )
+    console.print(table)
+    console.print(f"{len(rows)} packet(s); query: {query}", soft_wrap=True)
+
+
+def summary_json(summary: BatchSummary) -> dict[str, Any]:
+    """A batch summary as JSON: counts per outcome/category/queue, one line per packet."""
+    return summary.model_dump(mode="json")
+
+
 def print_status(st: PacketStatus) -> None:
-    head = Table("packet", "status", "region", "site", "protocol version", "reasons")
+    head = _table("packet", "status", "region", "site", "protocol version", "reasons")
     head.add_row(
         st.packet_id,
         _paint(st.status.value),
@@ -123,19 +227,42 @@ def print_status(st: PacketStatus) -> None:
     )
     console.print(head)
     if st.documents:
-        docs = Table("document", "type", "pages", "state", title="documents")
+        docs = _table(
+            "document",
+            "type",
+            "classified as",
+            "signature",
+            "pages",
+            "state",
+            "codes",
+            title="documents",
+        )
         for d in st.documents:
-            docs.add_row(d.name, d.doc_type.value, str(d.page_count), d.state)
+            read_as = ""
+            if d.classified_as is not None:
+                confidence = d.classification_confidence
+                read_as = d.classified_as.value + (
+                    f" ({confidence:.2f})" if confidence is not None else ""
+                )
+            docs.add_row(
+                d.name,
+                d.doc_type.value,
+                read_as,
+                d.signature or "",
+                str(d.page_count),
+                d.state,
+                ", ".join(d.codes),
+            )
         console.print(docs)
     if st.findings:
-        findings = Table("code", "category", "document", "message", title="findings")
+        findings = _table("code", "category", "document", "message", title="findings")
         for f in st.findings:
             findings.add_row(f.code, str(f.category), f.document or "(packet)", f.message)
         console.print(findings)
     if st.gaps is not None and st.gaps.has_gaps:
         print_gaps(st)
     if st.reviews:
-        reviews = Table(
+        reviews = _table(
             "reviewer", "role", "decision", "accepted", "refusal", "at", title="reviews"
         )
         for r in st.reviews:
@@ -159,7 +286,7 @@ def print_gaps(st: PacketStatus) -> None:
     if gaps is None or not gaps.has_gaps:
         console.print(f"{st.packet_id}: no gaps")
         return
-    table = Table(
+    table = _table(
         "code", "document type", "expected", "found", "message", title=f"gaps ({gaps.checklist})"
     )
     for g in gaps.items:
@@ -172,23 +299,26 @@ def print_gaps(st: PacketStatus) -> None:
 
 
 def print_summary(summary: BatchSummary) -> None:
-    table = Table("packet", "status", "queue", "reasons", "note", title=f"batch {summary.batch_id}")
+    table = _table(
+        "packet", "status", "queue", "reasons", "note", title=f"batch {summary.batch_id}"
+    )
     for p in summary.packets:
         table.add_row(p.packet_id, _paint(str(p.status)), p.queue, ", ".join(p.reasons), p.note)
     console.print(table)
-    counts = Table("outcome", "packets", title="per outcome")
+    counts = _table("outcome", "packets", title="per outcome")
     for k, v in sorted(summary.outcomes.items()):
         counts.add_row(_paint(k), str(v))
     console.print(counts)
     if summary.categories:
-        cats = Table("error category", "findings", title="per error category")
+        cats = _table("error category", "findings", title="per error category")
         for k, v in sorted(summary.categories.items()):
             cats.add_row(k, str(v))
         console.print(cats)
 
 
-async def follow_batch(handle: Any, total: int) -> BatchSummary:
-    """Show a progress bar from the batch's ``progress`` query until it returns."""
+async def follow_batch(handle: Any, total: int, out: Console | None = None) -> BatchSummary:
+    """Show a progress bar (on ``out``, default stdout) from the batch's ``progress`` query
+    until it returns."""
     from workflows.packets_batch import PacketBatchWorkflow
 
     result_task = asyncio.ensure_future(handle.result())
@@ -198,7 +328,7 @@ async def follow_batch(handle: Any, total: int) -> BatchSummary:
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=out or console,
         transient=False,
     ) as progress:
         task = progress.add_task("batch", total=total, detail="")
@@ -226,8 +356,17 @@ def submit(
         bool, typer.Option("--batch", help="Submit every packet folder under PATH as one batch.")
     ] = False,
     wait: Annotated[bool, typer.Option(help="Wait for the packet (or batch) to settle.")] = True,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print only JSON on stdout: the batch summary, the packet's status, or "
+            "(with --no-wait) what was started.",
+        ),
+    ] = False,
 ) -> None:
     """Stream the files to encrypted storage (hashing as they go) and start the workflow."""
+    say = err if as_json else console
 
     async def go(settings: Settings) -> None:
         from starters.packets_submit import packet_folders, prepare_batch, start_batch, submit_path
@@ -237,18 +376,31 @@ def submit(
                 folders = packet_folders(path)
                 if not folders:
                     raise typer.BadParameter(f"no packet folders under {path}")
-                console.print(f"uploading {len(folders)} packets ...")
+                say.print(f"uploading {len(folders)} packets ...")
                 inputs = await prepare_batch(settings, s.store, folders)
                 batch_handle = await start_batch(s.client, settings, s.store, inputs)
-                console.print(f"batch workflow: {batch_handle.id}")
-                if wait:
-                    print_summary(await follow_batch(batch_handle, len(inputs)))
+                say.print(f"batch workflow: {batch_handle.id}")
+                if not wait:
+                    if as_json:
+                        emit_json({"batch_workflow_id": batch_handle.id, "total": len(inputs)})
+                    return
+                summary = await follow_batch(batch_handle, len(inputs), out=say)
+                if as_json:
+                    emit_json(summary_json(summary))
+                else:
+                    print_summary(summary)
                 return
             handle, sub = await submit_path(s.client, settings, s.store, path)
             note = "already submitted (existing workflow)" if sub.existing else "started"
-            console.print(f"{sub.packet_id}: {note} on task queue {sub.queue}")
-            if wait:
-                st = await _wait_settled(handle)
+            say.print(f"{sub.packet_id}: {note} on task queue {sub.queue}")
+            if not wait:
+                if as_json:
+                    emit_json(dataclasses.asdict(sub))
+                return
+            st = await _wait_settled(handle)
+            if as_json:
+                emit_json(status_json(st))
+            else:
                 print_status(st)
 
     _run(go)
@@ -267,7 +419,10 @@ async def _wait_settled(handle: Any, limit: float = 600.0) -> PacketStatus:
 
 
 @packets_app.command("status")
-def status(packet_id: Annotated[str, typer.Argument(help="Packet (workflow) id.")]) -> None:
+def status(
+    packet_id: Annotated[str, typer.Argument(help="Packet (workflow) id.")],
+    as_json: JsonOpt = False,
+) -> None:
     """The packet's live state (query ``status``)."""
 
     async def go(settings: Settings) -> None:
@@ -275,7 +430,10 @@ def status(packet_id: Annotated[str, typer.Argument(help="Packet (workflow) id."
 
         async with _Session(settings) as s:
             st = await s.client.get_workflow_handle(packet_id).query(SitePacketWorkflow.status)
-            print_status(st)
+            if as_json:
+                emit_json(status_json(st))
+            else:
+                print_status(st)
 
     _run(go)
 
@@ -287,6 +445,7 @@ def list_packets(
     ] = None,
     region: Annotated[str | None, typer.Option(help="Only this region.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    as_json: JsonOpt = False,
 ) -> None:
     """Packets by search attributes (Temporal visibility)."""
 
@@ -298,25 +457,11 @@ def list_packets(
             clauses.append(f"ClinflowRegion = '{region.lower()}'")
         query = " AND ".join(clauses)
         async with _Session(settings) as s:
-            table = Table(
-                "packet", "status", "region", "site", "protocol", "error category", "started"
-            )
-            n = 0
-            async for wf in s.client.list_workflows(query, limit=limit):
-                sa = wf.typed_search_attributes
-                get = {k.name: v for k, v in ((p.key, p.value) for p in sa)}
-                table.add_row(
-                    wf.id,
-                    _paint(str(get.get("ClinflowStatus", ""))),
-                    str(get.get("ClinflowRegion", "")),
-                    str(get.get("ClinflowSite", "")),
-                    str(get.get("ClinflowProtocol", "")),
-                    str(get.get("ClinflowErrorCategory", "")),
-                    wf.start_time.isoformat(timespec="seconds"),
-                )
-                n += 1
-            console.print(table)
-            console.print(f"{n} packet(s); query: {query}")
+            rows = [packet_row(wf) async for wf in s.client.list_workflows(query, limit=limit)]
+        if as_json:
+            emit_json(list_json(rows, query))
+        else:
+            print_list(rows, query)
 
     _run(go)
 
@@ -467,7 +612,7 @@ def reject(
 
 
 @packets_app.command("gaps")
-def gaps(packet_id: Annotated[str, typer.Argument()]) -> None:
+def gaps(packet_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
     """The packet's missing and wrong-version documents against its region's checklist."""
 
     async def go(settings: Settings) -> None:
@@ -475,7 +620,10 @@ def gaps(packet_id: Annotated[str, typer.Argument()]) -> None:
 
         async with _Session(settings) as s:
             st = await s.client.get_workflow_handle(packet_id).query(SitePacketWorkflow.status)
-            print_gaps(st)
+            if as_json:
+                emit_json(gaps_json(st))
+            else:
+                print_gaps(st)
 
     _run(go)
 
@@ -519,7 +667,7 @@ def dlq_list(
 
         async with _Session(settings, pool=True) as s:
             entries = await list_dlq(s.pool, include_replayed=all_)
-        table = Table(
+        table = _table(
             "dlq id", "packet", "category", "code", "attempts", "object", "created", "replayed"
         )
         for e in entries:
@@ -609,7 +757,7 @@ def demo_packets(
             summary = await follow_batch(handle, len(inputs))
             print_summary(summary)
             by_id = {p.packet_id: p for p in summary.packets}
-            table = Table(
+            table = _table(
                 "packet", "region", "queue", "expected", "actual", "ok", title="demo outcome"
             )
             matches = 0
