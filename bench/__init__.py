@@ -1,0 +1,1 @@
+"""Benchmarks and the benchmark corpus generator (``bench.packet_corpus``)."""
