@@ -12,6 +12,7 @@ import random
 from datetime import date, timedelta
 
 from bench.packet_corpus.context import PacketContext
+from bench.packet_corpus.dates import DateFormat
 from bench.packet_corpus.doc import Doc, Fields, Heading, Para, Sig, Space, Table
 from bench.packet_corpus.layouts_forms import Layout, Sign
 from bench.packet_corpus.people import Person
@@ -32,20 +33,19 @@ def _chair(rng: random.Random) -> Person:
     return rng.choice(CHAIRS)
 
 
-def _expiry_phrase(ctx: PacketContext, approved: date, expiry: date, fmt: object) -> Para:
+def _expiry_phrase(ctx: PacketContext, approved: date, expiry: date, f: DateFormat) -> Para:
     """One of the many ways approval letters state how long an approval lasts."""
-    f = fmt  # a DateFormat
     rng = ctx.rng
     forms = [
-        f"Expiration Date: {f(expiry)}",  # type: ignore[operator]
-        f"Approval Expiration: {f(expiry)}",  # type: ignore[operator]
-        f"Continuing Review Due: {f(expiry)}",  # type: ignore[operator]
-        f"Valid through: {f(expiry)}",  # type: ignore[operator]
-        f"Approval valid until {f(expiry)}",  # type: ignore[operator]
-        f"Approval Period: {f(approved)} - {f(expiry)}",  # type: ignore[operator]
+        f"Expiration Date: {f(expiry)}",
+        f"Approval Expiration: {f(expiry)}",
+        f"Continuing Review Due: {f(expiry)}",
+        f"Valid through: {f(expiry)}",
+        f"Approval valid until {f(expiry)}",
+        f"Approval Period: {f(approved)} - {f(expiry)}",
     ]
     if ctx.region != "us":
-        forms.append(f"Opinion valid until: {f(expiry)}")  # type: ignore[operator]
+        forms.append(f"Opinion valid until: {f(expiry)}")
     return Para(rng.choice(forms), bold=rng.random() < 0.5)
 
 

@@ -334,26 +334,28 @@ def _signed_style(rng: random.Random, fmt: str) -> str:
 
 
 def _signer(ctx: PacketContext, unsigned: bool, style: str, sig_seed: random.Random) -> Any:
+    """The document's ``sign``: every block signed in ``style``, or (``unsigned``) every block,
+    table cells too, left blank in one unsigned style."""
+    blank_style = sig_seed.choice(UNSIGNED_STYLES)
+
     def sign(label: str, person: Person, when: str, title: str = "") -> Sig:
-        blank = unsigned  # the whole document is left unsigned (cells too)
         return Sig(
-            label=label or "",
+            label=label,
             signer=ctx.name(person),
-            style=rng_unsigned if blank else style,
-            signed=not blank,
-            date="" if blank else when,
+            style=blank_style if unsigned else style,
+            signed=not unsigned,
+            date="" if unsigned else when,
             title=title,
             seed=sig_seed.getrandbits(31),
         )
 
-    rng_unsigned = sig_seed.choice(UNSIGNED_STYLES)
     return sign
 
 
 def _layout_for(ctx: PacketContext, doc_type: str) -> Any:
     options = LAYOUTS[doc_type]
     if ctx.region == "us":
-        allowed = [f for f in options if f.__name__ and _layout_id(f) not in NON_US]
+        allowed = [f for f in options if _layout_id(f) not in NON_US]
     else:
         allowed = [f for f in options if _layout_id(f) not in US_ONLY]
     return ctx.rng.choice(allowed or options)
