@@ -1,8 +1,8 @@
 """DOCX parsing with python-docx: paragraph text, tables and core properties.
 
 A DOCX has no fixed pagination; ``page_count`` is the ``Pages`` count the authoring tool
-stored in ``docProps/app.xml`` when present, else 1. Unreadable packages raise
-:class:`clinflow.errors.FatalSchemaMismatch` (``DOCX_CORRUPT``).
+stored in ``docProps/app.xml`` when present, and at least the hard page breaks plus one.
+Unreadable packages raise :class:`clinflow.errors.FatalSchemaMismatch` (``DOCX_CORRUPT``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from clinflow.packets.models import (
     SignatureMark,
 )
 from clinflow.packets.rules import fatal
+from clinflow.packets.signature_ink import label_pattern
 
 _PAGES = re.compile(rb"<Pages>(\d+)</Pages>")
 _MAX_TABLES = 50
@@ -39,6 +40,22 @@ def _page_count(package: zipfile.ZipFile) -> int:
     return max(1, int(m.group(1))) if m else 1
 
 
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _page_breaks(document: Any) -> int:
+    """Hard page breaks in the body (``<w:br w:type="page"/>``, a paragraph with
+    ``pageBreakBefore``): a document with no stored ``Pages`` count has at least this many
+    pages plus one."""
+    breaks = 0
+    for node in document.element.body.iter(f"{_W}br", f"{_W}pageBreakBefore"):
+        if node.tag == f"{_W}br":
+            breaks += node.get(f"{_W}type") == "page"
+        else:
+            breaks += node.get(f"{_W}val", "true") not in ("0", "false")
+    return breaks
+
+
 def _core(document: Any) -> dict[str, str]:
     props = document.core_properties
     out: dict[str, str] = {}
@@ -53,7 +70,6 @@ def _core(document: Any) -> dict[str, str]:
     return out
 
 
-_LABEL = re.compile(r"(?i)\b(?:signature|signed|sign\s+here|unterschrift|firma)\b")
 _IMAGE_TAGS = ("}blip", "}imagedata")
 
 
@@ -61,32 +77,55 @@ def _has_image(element: Any) -> bool:
     return any(str(node.tag).endswith(_IMAGE_TAGS) for node in element.iter())
 
 
+def _mark(label: str, note: str) -> SignatureMark:
+    return SignatureMark(page=0, kind="image", label=label.strip()[:40], status="signed", note=note)
+
+
 def signature_images(document: Any) -> list[SignatureMark]:
-    """Images placed in a signature paragraph or cell (or the one right after / right of it):
-    a signature inserted as a picture. Paragraphs and table cells are read in order."""
+    """Pictures placed where a signature goes: a signature inserted as an image.
+
+    - a body paragraph holding a picture and no text, next to a signature label (the paragraph
+      itself or up to two before or after), or in the last 40% of the body above a short line
+      (letters and certificates often print only a role under the picture); a picture in the
+      first two paragraphs is a letterhead logo, and page headers are not read at all;
+    - a table cell holding a picture whose own text, left neighbour, upper or lower neighbour,
+      or column heading is a signature label (signature grids, delegation logs), or that sits
+      in the last two rows under a short heading (a sign-off row headed by a role)."""
+    label = label_pattern()
     marks: list[SignatureMark] = []
     paragraphs = list(document.paragraphs)
+    texts = [p.text.strip() for p in paragraphs]
     for i, para in enumerate(paragraphs):
-        if not _LABEL.search(para.text):
+        if i < 2 or not _has_image(para._element):
             continue
-        near = paragraphs[max(0, i - 1) : i + 2]
-        if any(_has_image(p._element) for p in near):
-            marks.append(
-                SignatureMark(page=0, kind="image", label=para.text.strip()[:40], status="signed")
-            )
+        near = [t for t in texts[max(0, i - 2) : i + 3] if label.search(t)]
+        if near:
+            marks.append(_mark(near[0], "picture beside a signature label"))
+            continue
+        following = next((t for t in texts[i + 1 : i + 3] if t), "")
+        if not texts[i] and i >= 0.6 * len(paragraphs) and 0 < len(following) <= 80:
+            marks.append(_mark("signature line", "picture above a short line near the end"))
     for table in document.tables[:_MAX_TABLES]:
-        for row in table.rows[:_MAX_ROWS]:
-            cells = list(row.cells)
-            for j, cell in enumerate(cells):
-                if not _LABEL.search(cell.text):
+        rows = [list(row.cells) for row in table.rows[:_MAX_ROWS]]
+        for r, cells in enumerate(rows):
+            for c, cell in enumerate(cells):
+                if not _has_image(cell._element):
                     continue
-                near = cells[j : j + 2]
-                if any(_has_image(c._element) for c in near):
-                    marks.append(
-                        SignatureMark(
-                            page=0, kind="image", label=cell.text.strip()[:40], status="signed"
-                        )
-                    )
+                around = [cell.text]
+                if c > 0:
+                    around.append(cells[c - 1].text)
+                for other in (r - 1, r + 1, 0):
+                    if 0 <= other < len(rows) and c < len(rows[other]):
+                        around.append(rows[other][c].text)
+                hit = next((t for t in around if label.search(t)), None)
+                if hit is not None:
+                    marks.append(_mark(hit, "picture in a signature cell"))
+                elif (
+                    r >= max(1, len(rows) - 2)
+                    and c < len(rows[r - 1])
+                    and 0 < len(rows[r - 1][c].text.strip()) <= 80
+                ):
+                    marks.append(_mark("signature line", "picture under a role in a sign-off row"))
     return marks
 
 
@@ -107,6 +146,7 @@ def parse_docx(
     except Exception as exc:
         raise fatal("DOCX_CORRUPT", subject, problem=type(exc).__name__) from exc
 
+    pages_declared = max(pages_declared, _page_breaks(document) + 1)
     text = "\n".join(p.text for p in document.paragraphs)
     tables: list[list[list[str]]] = []
     for table in document.tables[:_MAX_TABLES]:

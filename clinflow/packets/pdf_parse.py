@@ -189,14 +189,10 @@ def parse_pdf(
     marks: list[SignatureMark] = []
     if needs_ocr and options.ocr_enabled:
         ocr_conf, marks = _run_ocr(source, needs_ocr, texts, options)
-    label = label_pattern()
-    unsigned_labels = [
-        i
-        for i, t in enumerate(texts)
-        if i not in ocr_conf and label.search(t) and not has_text_signature(t)
-    ][:_MAX_RENDERED]
-    if unsigned_labels and options.ocr_enabled:
-        marks.extend(_rendered_marks(source, unsigned_labels))
+    if options.ocr_enabled:
+        to_render = _pages_to_render(texts, set(ocr_conf))
+        if to_render:
+            marks.extend(_rendered_marks(source, to_render))
 
     pages: list[PageText] = []
     budget = options.max_total_chars
@@ -233,6 +229,21 @@ def parse_pdf(
 
 
 _MAX_RENDERED = 4  # text pages rendered per file to look for a signature image
+
+
+def _pages_to_render(texts: list[str], ocr_pages: set[int]) -> list[int]:
+    """Text pages whose signature may be an image: those with a signature label and no typed
+    or electronic signature in their text, and the last page (where letters and certificates
+    sign, often above a role instead of a "Signature" label) unless its text is signed."""
+    label = label_pattern()
+    text_pages = [i for i in range(len(texts)) if i not in ocr_pages]
+    unsigned = [i for i in text_pages if not has_text_signature(texts[i])]
+    chosen = [i for i in unsigned if label.search(texts[i])][: _MAX_RENDERED - 1]
+    if text_pages and text_pages[-1] in unsigned and text_pages[-1] not in chosen:
+        chosen.append(text_pages[-1])
+    return chosen
+
+
 _RENDER_DPI = 100
 
 
@@ -286,7 +297,14 @@ def _rendered_marks(source: Path | bytes, pages: list[int]) -> list[SignatureMar
                 image = bitmap.to_pil()
                 try:
                     marks.extend(
-                        measure_labels(image, found[:_MAX_RENDERED], printed, index, kind="image")
+                        measure_labels(
+                            image,
+                            found[:_MAX_RENDERED],
+                            printed,
+                            index,
+                            kind="image",
+                            rendered=True,
+                        )
                     )
                 finally:
                     image.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -26,6 +26,9 @@ from clinflow.packets.data_files import read_yaml, register_cache
 from clinflow.packets.models import SignatureMark
 
 _MIN_COMPONENT = 12  # pixels: smaller components are scanner speckle
+# a scanned page's dark pixels, after a 3x3 median filter: thin pen strokes scan mid-grey
+# (measured: 120-180 at 200 dpi), the paper's noise stays above 200
+_SCAN_DARK = 185
 
 
 @register_cache
@@ -104,11 +107,102 @@ def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> 
         )
         if text and labels.match(text):
             found.append((text, box))
-        if float(data["conf"][i]) >= 40 and sum(c.isalnum() for c in text) >= 2:
+        if text and float(data["conf"][i]) >= 0:
             printed.append(box)
-    if not found:
-        return []
+    if printed:
+        # every word tesseract placed is print, whatever its confidence (a faint word left
+        # unblanked would read as ink) - except that it also "reads" a handwritten signature
+        # as a word or two: those boxes are much taller than the page's printed words
+        typical = float(np.median([b[3] for b in printed]))
+        printed = [b for b in printed if b[3] <= 1.8 * typical]
     return measure_labels(image, found, printed, page, kind="wet_ink")
+
+
+def _dark_mask(image: Image.Image, rendered: bool) -> np.ndarray:
+    """Dark pixels of a greyscale page. A ``rendered`` page (a text PDF drawn by pdfium) has no
+    scanner noise: every pixel that is not paper white counts (thin anti-aliased pen strokes
+    render light grey), and no median filter is applied (it would erase them)."""
+    if rendered:
+        return np.asarray(image.convert("L")) < 215
+    return np.asarray(image.convert("L").filter(ImageFilter.MedianFilter(3))) < _SCAN_DARK
+
+
+def _blank(dark: np.ndarray, printed: list[Box]) -> np.ndarray:
+    out = dark.copy()
+    for x, y, w, h in printed:
+        out[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2] = False
+    return out
+
+
+def _status(ratio: float, params: dict[str, float]) -> Literal["signed", "unsigned", "uncertain"]:
+    if ratio >= params["signed"]:
+        return "signed"
+    return "unsigned" if ratio <= params["unsigned"] else "uncertain"
+
+
+_LINE = "signature line"
+
+
+class Rule(NamedTuple):
+    """A signature line: its horizontal extent and its height (top edge) at both ends."""
+
+    x0: int
+    x1: int
+    y_left: int
+    y_right: int
+
+    def y_at(self, x: float) -> int:
+        if self.x1 == self.x0:
+            return self.y_left
+        return int(self.y_left + (self.y_right - self.y_left) * (x - self.x0) / (self.x1 - self.x0))
+
+
+def signature_lines(dark: np.ndarray, printed: list[Box]) -> list[Rule]:
+    """Signature lines of a page: free-standing horizontal rules (not the side of a box or a
+    table, not a full-width separator, not under the letterhead) with printed text just under
+    them, the label. Many certificates and letters print only a role ("Course director",
+    "Chair") under the line.
+    ``dark`` is the page's dark-pixel mask before printed words are blanked."""
+    height, width = dark.shape
+    run = max(20, width // 40)
+    # a rule skewed by a scan drifts a pixel or two over a run: thicken before the opening,
+    # and join the pieces the opening leaves before measuring their extent
+    thick = ndimage.binary_dilation(dark, structure=np.ones((3, 1), dtype=bool))
+    horizontal = ndimage.binary_opening(thick, structure=np.ones((1, run), dtype=bool))
+    vertical = ndimage.binary_opening(dark, structure=np.ones((run, 1), dtype=bool))
+    joined = ndimage.binary_dilation(horizontal, structure=np.ones((3, run // 2), dtype=bool))
+    labels, _ = ndimage.label(joined, structure=np.ones((3, 3), dtype=bool))
+    lines: list[Rule] = []
+    for index, found in enumerate(ndimage.find_objects(labels), start=1):
+        if found is None:
+            continue
+        y0, y1 = found[0].start, found[0].stop
+        x0, x1 = found[1].start, found[1].stop
+        length = x1 - x0
+        if not 0.12 * width <= length <= 0.92 * width or y1 - y0 > 0.06 * length + 12:
+            continue  # too short, a full-width separator, or not a line (skew up to ~3 deg)
+        if y0 < 0.12 * height:
+            continue  # a letterhead's rule: a logo above it is not a signature
+        pad = run // 2
+        ends = (slice(max(0, x0 - pad), x0 + pad), slice(max(0, x1 - pad), x1 + pad))
+        rows = slice(max(0, y0 - pad), y1 + pad)
+        if any(vertical[rows, end].any() for end in ends):
+            continue  # a box or table border (pen strokes above the line may be vertical)
+        # the rule's height at each x (a skewed scan tilts it): a least-squares line through
+        # its pixels; the label starts just under it
+        ys, xs = np.nonzero((labels[found] == index) & horizontal[found])
+        slope, intercept = np.polyfit(xs + x0, ys + y0, 1) if len(xs) > 1 else (0.0, y0)
+        reach = 0.035 * height
+        if not any(
+            -3 <= by - (slope * (bx + bw / 2) + intercept) <= reach
+            and bx < x1
+            and bx + bw > x0
+            and bh < 0.03 * height
+            for bx, by, bw, bh in printed
+        ):
+            continue
+        lines.append(Rule(x0, x1, int(slope * x0 + intercept) - 2, int(slope * x1 + intercept) - 2))
+    return lines
 
 
 def measure_labels(
@@ -119,31 +213,54 @@ def measure_labels(
     *,
     kind: Literal["wet_ink", "image"],
     note: str = "",
+    rendered: bool = False,
+    lines: bool = True,
 ) -> list[SignatureMark]:
-    """Ink beside each label of ``found`` on a greyscale page ``image``; ``printed`` text boxes
-    are blanked first. Shared by the OCR worker (scans) and the text-PDF renderer."""
+    """Ink beside each label of ``found`` on a greyscale page ``image``, and above each
+    signature line (:func:`signature_lines`) when ``lines``; ``printed`` text boxes are blanked
+    first. Shared by the OCR worker (scans) and the text-PDF renderer (``rendered``, see
+    :func:`_dark_mask`)."""
     _, params = _config()
     width, height = image.size
-    grey = np.asarray(image.convert("L").filter(ImageFilter.MedianFilter(3)))
-    dark = grey < 140
-    for x, y, w, h in printed:
-        dark[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2] = False
-    marks: list[SignatureMark] = []
+    raw = _dark_mask(image, rendered)
+    dark = _blank(raw, printed)
+    measured: list[tuple[str, list[tuple[int, int, int, int]]]] = []
     for label, (x, y, w, h) in found:
-        regions = [
+        measured.append(
             (
-                x + w + 4,
-                y - int(1.5 * h),
-                x + w + int(params["right_width"] * width),
-                y + h + h // 2,
-            ),
-            (
-                max(0, x - int(0.03 * width)),
-                y - int(params["above_height"] * height),
-                x + int(params["above_width"] * width),
-                y - 2,
-            ),
-        ]
+                label,
+                [
+                    (
+                        x + w + 4,
+                        y - int(1.5 * h),
+                        x + w + int(params["right_width"] * width),
+                        y + h + h // 2,
+                    ),
+                    (
+                        max(0, x - int(0.03 * width)),
+                        y - int(params["above_height"] * height),
+                        x + int(params["above_width"] * width),
+                        y - 2,
+                    ),
+                ],
+            )
+        )
+    if lines:
+        band = int(params["line_above"] * height)
+        window = int(0.35 * width)
+        for rule in signature_lines(raw, printed):
+            # windows along a long line (signature and date parts): the best one counts, so
+            # a signature on a long line is not diluted by the empty rest of it
+            starts = range(rule.x0, max(rule.x0, rule.x1 - window) + 1, max(1, width // 10))
+            regions = []
+            for a in starts:
+                b = min(rule.x1, a + window)
+                bottom = min(rule.y_at(a), rule.y_at(b))
+                regions.append((a, bottom - band, b, bottom))
+            measured.append((_LINE, regions))
+    marks: list[SignatureMark] = []
+    for label, regions in measured:
+        unlabelled = label == _LINE
         best, best_region = 0.0, regions[0]
         for x0, y0, x1, y1 in regions:
             x0, y0 = max(0, x0), max(0, y0)
@@ -153,13 +270,9 @@ def measure_labels(
             ratio = ink_ratio(dark[y0:y1, x0:x1], width)
             if ratio > best:
                 best, best_region = ratio, (x0, y0, x1, y1)
-        status: Literal["signed", "unsigned", "uncertain"] = (
-            "signed"
-            if best >= params["signed"]
-            else "unsigned"
-            if best <= params["unsigned"]
-            else "uncertain"
-        )
+        status = _status(best, params)
+        if unlabelled and status != "signed":
+            continue  # a rule with no signature label is evidence only when it carries ink
         x0, y0, x1, y1 = best_region
         marks.append(
             SignatureMark(

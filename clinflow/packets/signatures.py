@@ -34,6 +34,7 @@ from clinflow.packets.models import ParseResult
 _NAME_END = re.compile(
     r"(?i)\s+(?:on|at|date[d]?|am|le|el)\b.*$|\s*[,;]\s*(?:date|on)\b.*$|\s{2,}.*$|\s*\d.*$"
 )
+_TIME = re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?\b")  # a signing service's time stamp
 _CREDENTIAL_TAIL = re.compile(r"(?i),?\s*(?:reason|location|time|id)\s*:.*$")
 
 
@@ -124,7 +125,7 @@ def _text_blocks(page: int, text: str, order: DateOrder) -> list[SignatureBlock]
                     break
             if signer:
                 break
-        stamped = any(find_dates(w, order=order) for w in window)
+        stamped = any(_TIME.search(w) and find_dates(w, order=order) for w in window)
         if signer or stamped:
             blocks.append(
                 SignatureBlock(
