@@ -298,6 +298,9 @@ def main() -> None:
     parser.add_argument("--ocr-dpi", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--dump", type=Path, default=None, help="write each seed's per-packet results here"
+    )
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="packet-corpus-"))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -335,6 +338,9 @@ def main() -> None:
             all_pass &= report(seed, mode, s, wall if i == 0 else None, args.workers)
             figures[str(seed)][mode] = s
         figures[str(seed)]["wall_seconds"] = wall
+        if args.dump:
+            args.dump.mkdir(parents=True, exist_ok=True)
+            (args.dump / f"{seed}.json").write_text(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     print(f"\nall targets {'PASS' if all_pass else 'FAIL'} on seeds {args.seeds}")

@@ -274,7 +274,7 @@ class _Reader:
             candidate = re.split(r"\s\(|\s{2,}|\t|,\s*(?:date|id|signature)\b", value, flags=re.I)[
                 0
             ]
-            candidate = candidate.strip(" ,;:")
+            candidate = _name_prefix(candidate.strip(" ,;:"))
             if _looks_like_name(candidate):
                 return candidate
         return None
@@ -298,6 +298,30 @@ _NAME_STOP = re.compile(
     r"(?i)\b(?:university|hospital|clinic|department|institute|board|committee|center|centre|"
     r"street|road|avenue|suite|floor|signature|date|protocol|study|page|version|none|n/a)\b"
 )
+
+
+def _is_credential(part: str) -> bool:
+    return bool(part) and clean_name(f"X, {part}") == "X"
+
+
+def _name_prefix(value: str) -> str:
+    """The name at the start of ``value`` when an address or institution follows it after a
+    comma ("Jo Doe, MD, City Hospital, 1 Main St" -> "Jo Doe, MD"); a one-word first part takes
+    the next part as given names ("Doe, Jo Q., MD")."""
+    parts = [p.strip() for p in value.split(",")]
+    name, i = parts[0], 1
+    if (
+        len(name.split()) == 1
+        and i < len(parts)
+        and 1 <= len(parts[i].split()) <= 3
+        and not _is_credential(parts[i])
+        and not re.search(r"\d", parts[i])
+        and not _NAME_STOP.search(parts[i])
+    ):
+        name, i = f"{name}, {parts[i]}", i + 1
+    while i < len(parts) and _is_credential(parts[i]):
+        name, i = f"{name}, {parts[i]}", i + 1
+    return name
 
 
 def _looks_like_name(text: str) -> bool:
@@ -337,7 +361,7 @@ def _protocol_version(reader: _Reader) -> str | None:
 
 
 def _site_number(reader: _Reader) -> str | None:
-    value = reader.value("site_number")
+    value = (reader.value("site_number") or "").lstrip(" .:#-\u2013")
     if not value:
         return None
     token = value.split()[0] if value.split() else ""
@@ -403,7 +427,7 @@ _COLUMN_KEYS: dict[str, tuple[str, ...]] = {
 
 
 _ROLE_WORDS = re.compile(
-    r"(?i)\b(?:investigator|sub-?i|coordinator|nurse|pharmacist|physician|manager|assistant|"
+    r"(?i)\b(?:investigator|principal|co-?investigator|sub-?i|coordinator|nurse|pharmacist|physician|manager|assistant|"
     r"technician|director|research|clinical|study|crc|cra|pi|sub|data|lab|laboratory|"
     r"scientist|fellow|resident|registrar|consultant|practitioner|monitor|entry|associate|"
     r"specialist|officer|staff|member|initials?|tasks?|role|name|start|end|from|to)\b"
@@ -480,11 +504,15 @@ def _delegation_rows(text: str, order: DateOrder) -> list[DelegatedStaff]:
                 )
             )
             continue
+        if "=" in line or ":" in line.split("/s/")[0][:40]:
+            continue  # a legend ("1 = Informed consent") or a labelled line, not a staff row
         found_name = _leading_name(line.strip())
         if found_name is None:
             continue
         name, rest = found_name
         dates = find_dates(rest, order=order)
+        if not dates and not _ROLE_WORDS.search(rest):
+            continue  # a staff row carries a role or a start date
         staff.append(
             DelegatedStaff(name=name, start_date=dates[0][2].isoformat() if dates else None)
         )
