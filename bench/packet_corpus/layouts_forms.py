@@ -30,8 +30,20 @@ def _lab_lines(ctx: PacketContext) -> list[str]:
         return ["None"]
     lab = ctx.lab
     lines = [lab.name, lab.street, lab.city]
+    # Section 4 lists how to reach the laboratory: phone and fax; the defect drops the fax or
+    # both (the rule: a listed laboratory without phone or without fax is a warning)
     if ctx.defect != "lab_contact_missing":
-        lines.append(ctx.rng.choice([f"Tel: {lab.phone}  Fax: {lab.fax}", f"Phone {lab.phone}"]))
+        lines.append(
+            ctx.rng.choice(
+                [
+                    f"Tel: {lab.phone}  Fax: {lab.fax}",
+                    f"Phone {lab.phone}; Fax {lab.fax}",
+                    f"Telephone: {lab.phone}, Facsimile: {lab.fax}",
+                ]
+            )
+        )
+    elif ctx.rng.random() < 0.5:
+        lines.append(f"Phone {lab.phone}")
     return lines
 
 

@@ -89,12 +89,26 @@ def _investigators(docs: Sequence[DocumentRecord]) -> list[Finding]:
 
 
 def _delegates_without_gcp(docs: Sequence[DocumentRecord]) -> list[Finding]:
+    """Every person on a delegation log needs a GCP certificate in the packet. A log whose PI
+    is not the 1572's investigator is already INVESTIGATOR_NAME_MISMATCH: that name is not
+    asked for a certificate as well (one defect, one finding)."""
     holders = [e.holder_name for _, e in _of_type(docs, GCPCertificateExtraction) if e.holder_name]
+    form_pis = [e.investigator_name for _, e in _of_type(docs, Form1572Extraction)]
+    form_pi = next((n for n in form_pis if n), None)
     out: list[Finding] = []
     for name, log in _of_type(docs, DelegationLogExtraction):
         seen: list[str] = []
+        disputed = (
+            log.principal_investigator
+            if form_pi
+            and log.principal_investigator
+            and not same_person(form_pi, log.principal_investigator)
+            else None
+        )
         for person in log.people():
             if any(same_person(person, s) for s in seen):
+                continue
+            if disputed and same_person(person, disputed):
                 continue
             seen.append(person)
             if not any(same_person(person, h) for h in holders):

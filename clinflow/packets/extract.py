@@ -108,7 +108,7 @@ class _Compiled:
 # A label starts a line (after an optional form item number, "4." / "(4)"), a table cell, or
 # follows a wide gap; values stop at a cell border or a wide gap (the next label on a line).
 _START = r"(?:^|(?<=\|)|(?<=\s\s)|(?<=\t))[^\S\n]*(?:(?:section\s+)?\(?\d{1,2}[a-z]?[.)][^\S\n]*)?"
-_SEP = r"[^\S\n]*(?:[:\-\u2013\u2014]|\.(?=\s))?[^\S\n]*"
+_SEP = r"[^\S\n]*(?:[:\-\u2013\u2014|]|\.(?=\s))?[^\S\n]*"
 
 
 def _label_regex(fragment: str) -> re.Pattern[str]:
@@ -274,7 +274,8 @@ class _Reader:
             candidate = re.split(r"\s\(|\s{2,}|\t|,\s*(?:date|id|signature)\b", value, flags=re.I)[
                 0
             ]
-            candidate = _name_prefix(candidate.strip(" ,;:"))
+            # OCR puts stray marks before a value ("Name e 2 Jo Doe, MD"): drop them
+            candidate = _name_prefix(_JUNK_LEAD.sub("", candidate.strip(" ,;:")))
             if _looks_like_name(candidate):
                 return candidate
         return None
@@ -296,8 +297,16 @@ class _Reader:
 
 _NAME_STOP = re.compile(
     r"(?i)\b(?:university|hospital|clinic|department|institute|board|committee|center|centre|"
-    r"street|road|avenue|suite|floor|signature|date|protocol|study|page|version|none|n/a)\b"
+    r"street|road|avenue|suite|floor|signature|date|protocol|study|page|version|none|n/a|"
+    r"name|investigator|address|statement|report|certificate|completion|course|training|"
+    r"record|programme|program|module|form|log|approval|laboratory|institution|academy|"
+    r"network|society|association|foundation|college|school|council|group|office|services|"
+    r"ethics|research|learning)\b"
 )
+_PARTICLES = frozenset(
+    "van von der den de del della di da dos das du le la bin binti ibn al el ter ten y e".split()
+)
+_JUNK_LEAD = re.compile(r"^(?:(?:[^\w\s]+|\d+|[a-z\u00e0-\u00ff]{1,2})\s+)+")
 
 
 def _is_credential(part: str) -> bool:
@@ -328,7 +337,13 @@ def _looks_like_name(text: str) -> bool:
     if not text or len(text) > 80 or re.search(r"\d", text) or _NAME_STOP.search(text):
         return False
     words = clean_name(text).split()
-    return 2 <= len(words) <= 6 and person_key(text) is not None
+    if not 2 <= len(words) <= 6 or person_key(text) is None:
+        return False
+    # names are written capitalised ("SMITH, Jane", "Jan van der Berg"): a phrase is not
+    significant = [
+        w for w in words if w.lower() not in _PARTICLES and not (w.endswith(".") and len(w) <= 5)
+    ]  # particles and abbreviations ("med.") may be lower-case
+    return bool(significant) and all(w[0].isupper() for w in significant if w[0].isalpha())
 
 
 def _protocol(reader: _Reader, known_protocol: str | None) -> str | None:
@@ -519,6 +534,52 @@ def _delegation_rows(text: str, order: DateOrder) -> list[DelegatedStaff]:
     return staff
 
 
+_HEADER_CELL = re.compile(
+    r"(?i)^(?:#|no\.?|initials?|role|function|title|position|task(?:s|\s+codes?)?|duties|"
+    r"delegated\s+tasks|signature|(?:start|end)\s+date|date\s+(?:started|ended|delegated)|"
+    r"from|to|end\s+date)$"
+)
+_NAME_HEADER = re.compile(r"(?i)^(?:(?:printed|staff|full)\s+)?name(?:\s+\(print\))?$")
+_ROWS_END = re.compile(r"(?i)task\s+codes?|statement|=|signer|signed|^page\s+\d|envelope")
+
+
+def _cell_per_line_rows(text: str, order: DateOrder) -> list[DelegatedStaff]:
+    """Staff rows of a log whose text layer puts every table cell on a line of its own (a
+    ruled table drawn cell by cell): after a header block of short cells (name, initials,
+    role, tasks, dates, signature), each line that is a person's name opens a row and the
+    first date before the next name is the start date."""
+    lines = [line.strip() for line in text.splitlines()]
+    start = None
+    for i, line in enumerate(lines):
+        if _NAME_HEADER.match(line):
+            block = lines[i + 1 : i + 9]
+            if sum(1 for b in block if _HEADER_CELL.match(b)) >= 3:
+                start = i + 1
+                while start < len(lines) and (_HEADER_CELL.match(lines[start]) or not lines[start]):
+                    start += 1
+                break
+    if start is None:
+        return []
+    staff: list[DelegatedStaff] = []
+    current: dict[str, Any] | None = None
+    for line in lines[start:]:
+        if len(line) > 70 or _ROWS_END.search(line):
+            break
+        typed_signature = line.startswith(("/s/", "s/"))
+        if not typed_signature and _looks_like_name(line) and not _ROLE_WORDS.search(line):
+            if current:
+                staff.append(DelegatedStaff(**current))
+            current = {"name": line}
+            continue
+        if current is not None and "start_date" not in current:
+            found = find_dates(line, order=order)
+            if found:
+                current["start_date"] = found[0][2].isoformat()
+    if current:
+        staff.append(DelegatedStaff(**current))
+    return staff
+
+
 _LAB_SECTION = re.compile(
     r"(?im)^[^\S\n]*(?:section\s+)?4[.)]?[^\S\n]+[^\n]*laborator[^\n]*$"
     r"|^[^\n]*clinical\s+laboratory\s+facilities[^\n]*$"
@@ -675,7 +736,7 @@ def _delegation(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
     return DelegationLogExtraction(
         **base,
         principal_investigator=r.name("investigator_name"),
-        staff=_delegation_rows(r.text, r.order),
+        staff=_delegation_rows(r.text, r.order) or _cell_per_line_rows(r.text, r.order),
     )
 
 

@@ -23,6 +23,7 @@ _CREDENTIALS = re.compile(
     r"Dipl\.?-?\w*|MHSc|DNP|CRNP|FRACP|FRANZCP|DM|MMed|FMH|MRCGP|MRCS)\b\.?(?=\s|,|$)"
 )
 _TITLES = re.compile(r"(?i)^(?:(?:prof(?:essor)?|dr|doctor|mr|mrs|ms|mx|miss|sir|dame)\.?\s+)+")
+_STRAY_STOP = re.compile(r"\b([^\W\d_]{3,})\.(?=\s)")
 _NOISE = re.compile(r"[^\w\s,.'\-]")
 
 
@@ -43,6 +44,9 @@ def clean_name(raw: str) -> str:
     """``raw`` without titles, credentials and stray punctuation (for display and parsing)."""
     text = _NOISE.sub(" ", raw).strip()
     text = _TITLES.sub("", text)
+    # a full-stop after a whole given name is a slip of the pen or of OCR ("Calvin. P. Doe"):
+    # nameparser would read "Calvin." as a title; initials ("P.") keep theirs
+    text = _STRAY_STOP.sub(r"\1", text)
     previous = None
     while previous != text:
         previous = text

@@ -19,15 +19,16 @@ from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 from scipy import ndimage
 
 from clinflow.packets.data_files import read_yaml, register_cache
 from clinflow.packets.models import SignatureMark
 
 _MIN_COMPONENT = 12  # pixels: smaller components are scanner speckle
-# a scanned page's dark pixels, after a 3x3 median filter: thin pen strokes scan mid-grey
-# (measured: 120-180 at 200 dpi), the paper's noise stays above 200
+# a scanned page's dark pixels: thin pen strokes scan mid-grey (measured: 120-180 at 200 dpi)
+# and are one or two pixels wide, so no smoothing filter (a median erases them); the paper's
+# noise is isolated pixels, dropped as components under _MIN_COMPONENT
 _SCAN_DARK = 185
 
 
@@ -121,10 +122,10 @@ def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> 
 def _dark_mask(image: Image.Image, rendered: bool) -> np.ndarray:
     """Dark pixels of a greyscale page. A ``rendered`` page (a text PDF drawn by pdfium) has no
     scanner noise: every pixel that is not paper white counts (thin anti-aliased pen strokes
-    render light grey), and no median filter is applied (it would erase them)."""
+    render light grey); a scan's threshold is lower (see ``_SCAN_DARK``)."""
     if rendered:
         return np.asarray(image.convert("L")) < 215
-    return np.asarray(image.convert("L").filter(ImageFilter.MedianFilter(3))) < _SCAN_DARK
+    return np.asarray(image.convert("L")) < _SCAN_DARK
 
 
 def _blank(dark: np.ndarray, printed: list[Box]) -> np.ndarray:

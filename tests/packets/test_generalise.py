@@ -242,3 +242,96 @@ def test_delegation_log_rows_without_cell_borders() -> None:
     assert same_person(names[2], "Lena Fischer")
     assert ex.staff[1].start_date == "2026-03-02"
     assert same_person(ex.principal_investigator, "Jane Smith")
+
+
+FORM_1572_ROW = """FORM FDA 1572 (3/24) - Statement of Investigator
+1. Investigator name and address
+Simone Kowalczyk, MBBS, Columbus Clinical Research Institute, 1352 North
+Ring, Columbus, OH 43210
+"""
+
+PSP_STATEMENT = """PROTOCOL SIGNATURE PAGE
+Protocol CFX-301 Ver. 3.0 (2026-01-08)
+Investigator's statement
+By my signature I confirm that I have read and understood this protocol.
+"""
+
+DOA_WITH_LEGEND = """Site Delegation of Authority Log
+Protocol: CFX-301
+Principal Investigator: Castellano, Wesley G.
+Name Role Delegated tasks Initials Signature Start date End date
+CASTELLANO, Wesley Principal Investigator 16 WGC 04/05/2026
+Simone Mendel Sub-Investigator 2,7,3 SSM /s/ Mendel, Simone S. 04/05/2026
+Task codes: 1 = Informed consent; 8 = Investigational
+product prescribing; 9 = CRF completion; 14 = Data entry
+TrialSign eSignature
+Signer: CASTELLANO, Wesley
+Signed: 04/06/2026 14:40 UTC
+Envelope ID: 87F0C6DC-F94B 04/06/2026
+Principal Investigator Signature Date
+"""
+
+
+def test_1572_name_stops_before_the_address() -> None:
+    ex = extract(_parse(FORM_1572_ROW), T.FDA_1572, order="MDY")
+    assert isinstance(ex, Form1572Extraction)
+    assert ex.investigator_name == "Simone Kowalczyk, MBBS"
+
+
+def test_a_label_phrase_is_not_a_name() -> None:
+    from clinflow.packets.extraction_models import ProtocolSignaturePageExtraction
+
+    ex = extract(_parse(PSP_STATEMENT), T.PROTOCOL_SIGNATURE_PAGE, order="MDY")
+    assert isinstance(ex, ProtocolSignaturePageExtraction)
+    assert ex.investigator_name is None
+
+
+def test_delegation_legend_and_signature_box_are_not_staff() -> None:
+    from clinflow.packets.extraction_models import DelegationLogExtraction
+
+    ex = extract(_parse(DOA_WITH_LEGEND), T.DELEGATION_LOG, order="MDY")
+    assert isinstance(ex, DelegationLogExtraction)
+    names = [s.name for s in ex.staff]
+    assert len(names) == 2, names
+    assert same_person(names[0], "Wesley Castellano") and same_person(names[1], "Simone Mendel")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Acknowledgement of Protocol\nStudy code: CFX-301 Version 3.0\nI, the undersigned "
+            "investigator, acknowledge receipt of the protocol named above and agree to conduct "
+            "the study according to it.\nSignature Date",
+            T.PROTOCOL_SIGNATURE_PAGE,
+        ),
+        (
+            "Copperleaf IRB\nCERTIFICATE OF ACTION\nThe board took the following action on the "
+            "research below.\nBoard action APPROVED\nAction date 04-Feb-2026\nStudy Expiration "
+            "04-Feb-2027",
+            T.IRB_APPROVAL,
+        ),
+        (
+            "University Human Research Protection Office\nPatient Information and Consent: "
+            "approval\nStudy CFX-301\nthe committee approves the patient information sheet and "
+            "consent form, version 2.0",
+            T.ICF_APPROVAL,
+        ),
+        (
+            "Dr. Ramon Whitcombe\nDepartment of Cardiology | Tucson University Hospital\n"
+            "Professional Experience\nConsultant physician (2011 - present)\nFellowship in "
+            "cardiology (2009)\nBoard Certification and Licensure\nBoard certified; licensed "
+            "physician.\nResearch\nSub-investigator in phase III trials; GCP trained.",
+            T.INVESTIGATOR_CV,
+        ),
+        (
+            "Certificate of Registration\nMedical Council - Register of Medical Practitioners\n"
+            "Registered practitioner\nEilidh Wetherby\nRegistration No. 7927461\nLicence valid "
+            "until 04/04/2028",
+            T.MEDICAL_LICENSE,
+        ),
+    ],
+    ids=["psp-acknowledgement", "irb-certificate-of-action", "icf-subject", "cv-untitled", "reg"],
+)
+def test_more_layouts_classify(text: str, expected: DocumentType) -> None:
+    assert classify_text(text).doc_type is expected

@@ -218,3 +218,136 @@ def test_signature_image_beside_a_label_in_a_text_pdf() -> None:
 def test_dayfirst_dates_of_a_typed_signature() -> None:
     evidence = overall(detect_signatures(_text("/s/ Jane Smith 03/04/2026"), dayfirst=True))
     assert (evidence.signer, evidence.date) == ("Jane Smith", "2026-04-03")
+
+
+def _pen_image(seed: int) -> Image.Image:
+    """A thin, light-grey pen signature (anti-aliased strokes render mid-grey)."""
+    img = Image.new("L", (600, 160), 255)
+    d = ImageDraw.Draw(img)
+    rng = random.Random(seed)
+    points = [(10, 80)]
+    for _ in range(30):
+        points.append((points[-1][0] + rng.randint(8, 20), 80 + rng.randint(-60, 60)))
+    d.line(points, fill=140, width=2)
+    return img
+
+
+def _role_pdf(signed: bool, *, logo: bool = False) -> bytes:
+    """A certificate whose signature line carries only a role under it ("Course director")."""
+    from reportlab.lib.pagesizes import letter
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    c = canvas.Canvas(out, pagesize=letter)
+    if logo:  # a letterhead picture above a full rule near the top is not a signature
+        c.drawImage(ImageReader(_pen_image(9)), 72, 720, width=150, height=40)
+        c.line(72, 712, 540, 712)
+    c.setFont("Times-Roman", 16)
+    c.drawString(200, 650, "Certificate of Completion")
+    c.setFont("Times-Roman", 11)
+    c.drawString(150, 620, "This is to certify that Yuki Lim has completed the course")
+    c.drawString(150, 605, "ICH Good Clinical Practice E6(R3) on 2025-06-08")
+    c.line(72, 520, 520, 520)
+    c.drawString(72, 506, "Course director")
+    c.drawString(380, 506, "Date")
+    c.drawString(380, 526, "2025-06-08")
+    if signed:
+        c.drawImage(ImageReader(_pen_image(4)), 80, 524, width=150, height=40)
+    c.showPage()
+    c.save()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("logo", [False, True])
+def test_ink_above_a_line_labelled_only_by_a_role_in_a_text_pdf(logo: bool) -> None:
+    signed = parse_document(_role_pdf(True, logo=logo))
+    unsigned = parse_document(_role_pdf(False, logo=logo))
+    with_ink = overall(detect_signatures(signed))
+    without = overall(detect_signatures(unsigned))
+    assert (with_ink.status, with_ink.method) == ("signed", "image"), signed.signature_marks
+    assert without.status == "unsigned", unsigned.signature_marks
+
+
+def _role_scan(signed: bool, skew: float) -> bytes:
+    """A scan of a letter signed above a line with the committee role under it."""
+    w, h = int(8.5 * DPI), int(11 * DPI)
+    img = Image.new("L", (w, h), 255)
+    d = ImageDraw.Draw(img)
+    f = _font(30)
+    y = 300
+    for line in (
+        "ETHICS COMMITTEE - FAVOURABLE OPINION",
+        "The Committee gives a favourable opinion of the research.",
+        "Opinion valid until: 22 March 2027",
+    ):
+        d.text((200, y), line, fill=0, font=f)
+        y += 90
+    line_y = y + 220
+    d.line((190, line_y, 1500, line_y), fill=0, width=3)
+    d.text((195, line_y + 15), "Chair of the Ethics Committee", fill=0, font=f)
+    d.text((1100, line_y + 15), "Date", fill=0, font=f)
+    d.text((1100, line_y - 45), "22 March 2026", fill=0, font=f)
+    if signed:
+        img.paste(_pen_image(7).resize((450, 120)), (230, line_y - 130))
+    rng = random.Random(2)
+    for _ in range(400):
+        d.point((rng.randrange(w), rng.randrange(h)), fill=0)
+    img = img.rotate(skew, expand=False, fillcolor=255)
+    out = io.BytesIO()
+    img.save(out, format="PDF", resolution=DPI)
+    return out.getvalue()
+
+
+@needs_ocr
+@pytest.mark.parametrize("skew", [0.0, 2.0, -1.5])
+def test_wet_ink_above_a_role_labelled_line_on_a_skewed_scan(skew: float) -> None:
+    signed = parse_document(_role_scan(True, skew), options=OPTIONS)
+    unsigned = parse_document(_role_scan(False, skew), options=OPTIONS)
+    assert overall(detect_signatures(signed)).status == "signed", signed.signature_marks
+    assert overall(detect_signatures(unsigned)).status == "unsigned", unsigned.signature_marks
+
+
+def _sign_off_docx(with_image: bool) -> bytes:
+    """A DOCX letter whose sign-off table has a role heading and the picture under it."""
+    document = docx.Document()
+    document.add_paragraph("Western Plains Institutional Review Board")
+    document.add_paragraph("Consent Form Approval Notice")
+    document.add_paragraph("The Board has approved the consent documents below.")
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).text = "For the Board"
+    table.cell(0, 1).text = "Date"
+    table.cell(1, 1).text = "23 January 2026"
+    if with_image:
+        png = io.BytesIO()
+        _pen_image(3).save(png, format="PNG")
+        png.seek(0)
+        table.cell(1, 0).paragraphs[0].add_run().add_picture(png, width=Inches(1.5))
+    document.add_page_break()
+    document.add_paragraph("Attachment: list of approved documents")
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def test_docx_picture_in_a_sign_off_row_and_page_breaks() -> None:
+    signed = parse_document(_sign_off_docx(True))
+    unsigned = parse_document(_sign_off_docx(False))
+    assert overall(detect_signatures(signed)).status == "signed"
+    assert overall(detect_signatures(unsigned)).status == "unsigned"
+    assert signed.page_count == 2  # the hard page break counts, no stored Pages count
+
+
+def test_e_signature_box_with_its_reference_on_the_next_line() -> None:
+    text = (
+        "SecureSign\nSigner: Nkemelu, Howard\nSigned: 05/27/2024 09:51 UTC\nDocument ID:\n"
+        "50DB008E-63A5-072B-E8E0-C55921A914AE\nCourse director"
+    )
+    evidence = overall(detect_signatures(_text(text)))
+    assert (evidence.status, evidence.method, evidence.signer) == (
+        "signed",
+        "e_signature",
+        "Nkemelu, Howard",
+    )
+    footer = overall(detect_signatures(_text("Document No.: 2024-17\nIssued 03/04/2026")))
+    assert footer.status == "unsigned"
