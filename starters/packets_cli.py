@@ -40,6 +40,7 @@ from clinflow.esign import (
     load_private_key,
     sign_decision,
 )
+from clinflow.packets import data_files
 from clinflow.settings import Settings, get_settings
 from starters.packets_config_cli import register as _register_config
 
@@ -75,8 +76,10 @@ STATUS_COLOURS = {
 
 
 def _run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    settings = get_settings()
+    data_files.configure(settings.packets_config_dir)  # the study configuration in use
     try:
-        return asyncio.run(factory(get_settings()))
+        return asyncio.run(factory(settings))
     except typer.Exit:
         raise
     except Exception as exc:

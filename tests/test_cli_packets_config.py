@@ -365,3 +365,34 @@ def test_tables_are_not_truncated_in_a_pipe(capsys: pytest.CaptureFixture[str]) 
     assert "…" not in out
     assert "END-OF-MESSAGE" in out
     assert "x" * 90 in "".join(out.replace("│", " ").split())
+
+
+def test_configure_export_reaches_spawned_processes(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker configures its study folder from its settings and exports it, so the parse and
+    OCR processes it spawns (which read the environment) use the same files."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv(data_files.ENV, "")  # restored by monkeypatch after the test
+    _edit(folder / "checklists" / "us.yaml", "min_pages: 2", "min_pages: 3")
+    data_files.configure(folder, export=True)
+    try:
+        assert load_checklist("us").documents[DocumentType.FDA_1572].min_pages == 3
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from clinflow.packets.checklists import load_checklist as l;"
+                "from clinflow.packets.models import DocumentType as T;"
+                "print(l('us').documents[T.FDA_1572].min_pages)",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert child.stdout.strip() == "3"
+    finally:
+        data_files.configure(None, export=True)
+    assert load_checklist("us").documents[DocumentType.FDA_1572].min_pages == 2

@@ -18,6 +18,7 @@ from activities.intake import IntakeActivities
 from clinflow.db import apply_migrations
 from clinflow.keyring import Keyring
 from clinflow.log_config import configure_logging
+from clinflow.packets import data_files
 from clinflow.settings import Settings, get_settings
 from workers.client import connect_client
 from workers.clinical_plan import clinical_plan
@@ -63,6 +64,8 @@ async def serve(settings: Settings | None = None, queues: Sequence[str] | None =
     """Apply migrations, connect, and serve until SIGTERM/SIGINT (then drain)."""
     settings = settings or get_settings()
     configure_logging(settings)
+    # the study configuration of these settings, for this process and the ones it spawns
+    data_files.configure(settings.packets_config_dir, export=True)
     keyring = Keyring.load(settings)
     await apply_migrations(settings.admin_dsn())
     client = await connect_client(settings, keyring)

@@ -29,11 +29,19 @@ class DataFileError(ValueError):
     """A data file is missing, too large, outside its folder or not shaped as documented."""
 
 
-def configure(folder: Path | str | None) -> None:
-    """Use ``folder`` as the study configuration (None: shipped defaults only); clears caches."""
+def configure(folder: Path | str | None, *, export: bool = False) -> None:
+    """Use ``folder`` as the study configuration (None: shipped defaults only); clears caches.
+
+    With ``export`` the choice is also put in the environment (``CLINFLOW_PACKETS_CONFIG_DIR``),
+    so the parse and OCR processes a worker spawns read the same configuration."""
     global _config_dir, _configured
     _config_dir = Path(folder).resolve() if folder else None
     _configured = True
+    if export:
+        if _config_dir is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = str(_config_dir)
     for cached in list(_CACHES):
         cached.cache_clear()
 
