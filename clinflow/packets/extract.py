@@ -107,8 +107,11 @@ class _Compiled:
 
 # A label starts a line (after an optional form item number, "4." / "(4)"), a table cell, or
 # follows a wide gap; values stop at a cell border or a wide gap (the next label on a line).
-_START = r"(?:^|(?<=\|)|(?<=\s\s)|(?<=\t))[^\S\n]*(?:(?:section\s+)?\(?\d{1,2}[a-z]?[.)][^\S\n]*)?"
-_SEP = r"[^\S\n]*(?:[:\-\u2013\u2014|]|\.(?=\s))?[^\S\n]*"
+_START = (
+    r"(?:^|(?<=\|)|(?<=\s\s)|(?<=\t))[^\S\n]*(?:[^\w\s]{1,2}[^\S\n]*)?"  # OCR: "| Name", "[ Name"
+    r"(?:(?:section\s+)?\(?\d{1,2}[a-z]?[.)][^\S\n]*)?"
+)
+_SEP = r"[^\S\n]*(?:[:;\-\u2013\u2014|]|\.(?=\s))?[^\S\n]*"  # ";": OCR of ":"
 
 
 def _label_regex(fragment: str) -> re.Pattern[str]:
@@ -147,6 +150,13 @@ def extraction_rules() -> _Compiled:
 _PROTOCOL_TOKEN = re.compile(r"\b[A-Z][A-Z0-9]{1,9}[-_ ]?\d{2,6}(?:-[A-Z0-9]{1,6})*\b")
 _PROTOCOL_INLINE = re.compile(
     r"(?i)\bprotocol\b[^\n]{0,30}?(?P<num>\b[A-Z][A-Z0-9]{1,9}-\d{2,6}(?:-[A-Z0-9]{1,6})*\b)"
+)
+_MONTH_YEAR = re.compile(
+    r"^(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[A-Z]{0,6}[-_ ]?\d{2,4}$"
+)
+_LABEL_NUMBER = re.compile(
+    r"^(?:DATE|DATED|PAGE|VERSION|VER|SITE|FORM|TEL|PHONE|FAX|NO|NUMBER|IND|AMENDMENT|"
+    r"EDITION|REV|REVISION|SECTION|ITEM)[-_ ]?\d"
 )
 _LOCAL_REFERENCE = re.compile(r"(?i)\b(?:irb|iec|rec|hrec|ethics|local|committee|our)\W*$")
 _FORM_1572 = re.compile(r"(?i)form\s+fda\s+1572\s*\(\s*(?P<v>[0-9]{1,2}\s*/\s*[0-9]{2,4})\s*\)")
@@ -320,6 +330,14 @@ def _name_prefix(value: str) -> str:
     parts = [p.strip() for p in value.split(",")]
     name, i = parts[0], 1
     if (
+        len(name.split()) >= 2
+        and len(name.split()[-1].strip(".")) == 1
+        and i < len(parts)
+        and len(parts[i].split()) == 1
+        and not _is_credential(parts[i])
+    ):
+        name, i = f"{name} {parts[i]}", i + 1  # OCR read the initial's full stop as a comma
+    if (
         len(name.split()) == 1
         and i < len(parts)
         and 1 <= len(parts[i].split()) <= 3
@@ -336,6 +354,8 @@ def _name_prefix(value: str) -> str:
 def _looks_like_name(text: str) -> bool:
     if not text or len(text) > 80 or re.search(r"\d", text) or _NAME_STOP.search(text):
         return False
+    if not text[0].isalpha():
+        return False  # "'s Agreement" is what is left of a label, not a name
     words = clean_name(text).split()
     if not 2 <= len(words) <= 6 or person_key(text) is None:
         return False
@@ -346,16 +366,28 @@ def _looks_like_name(text: str) -> bool:
     return bool(significant) and all(w[0].isupper() for w in significant if w[0].isalpha())
 
 
+def _not_a_protocol(token: str) -> bool:
+    """Tokens shaped like a protocol number that are something else: a month and year
+    ("10-Jan-2026" of a "Protocol Date" label), or a label word and a number ("Date 01")."""
+    return bool(_MONTH_YEAR.match(token) or _LABEL_NUMBER.match(token))
+
+
 def _protocol(reader: _Reader, known_protocol: str | None) -> str | None:
+    """The protocol number the document names. When the packet's own protocol number is
+    written anywhere in the document (separators ignored: "CFX 301", "CFX-301"), that is the
+    answer: a table the OCR scrambled can put another row's value after the label, and a
+    mismatch is a compliance block, never a guess."""
+    if known_protocol:
+        wanted = re.sub(r"[^A-Z0-9]", "", known_protocol.upper())
+        if wanted and wanted in re.sub(r"[^A-Z0-9]", "", reader.text.upper()):
+            return known_protocol.upper()
     for value in reader.values("protocol_number", skip_local=True):
-        token = _PROTOCOL_TOKEN.search(value.upper())
-        if token:
-            return token.group(0).replace("_", "-").replace(" ", "-")
-    inline = _PROTOCOL_INLINE.search(reader.text)
-    if inline:
-        return inline.group("num").upper()
-    if known_protocol and known_protocol.upper() in reader.text.upper():
-        return known_protocol.upper()
+        for token in _PROTOCOL_TOKEN.finditer(value.upper()):
+            if not _not_a_protocol(token.group(0)):
+                return token.group(0).replace("_", "-").replace(" ", "-")
+    for inline in _PROTOCOL_INLINE.finditer(reader.text):
+        if not _not_a_protocol(inline.group("num").upper()):
+            return inline.group("num").upper()
     return None
 
 

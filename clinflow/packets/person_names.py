@@ -23,7 +23,7 @@ _CREDENTIALS = re.compile(
     r"Dipl\.?-?\w*|MHSc|DNP|CRNP|FRACP|FRANZCP|DM|MMed|FMH|MRCGP|MRCS)\b\.?(?=\s|,|$)"
 )
 _TITLES = re.compile(r"(?i)^(?:(?:prof(?:essor)?|dr|doctor|mr|mrs|ms|mx|miss|sir|dame)\.?\s+)+")
-_STRAY_STOP = re.compile(r"\b([^\W\d_]{3,})\.(?=\s)")
+_STRAY_STOP = re.compile(r"\b([^\W\d_a-z][^\W\d_]{2,})\.(?=\s)")
 _NOISE = re.compile(r"[^\w\s,.'\-]")
 
 

@@ -40,6 +40,22 @@ def _config() -> tuple[re.Pattern[str], dict[str, float]]:
     return labels, {k: float(v) for k, v in raw["ink"].items()}
 
 
+def _grow(mask: np.ndarray, size: int, *, axis: int) -> np.ndarray:
+    """Binary dilation by a line of ``size`` pixels along ``axis`` (a running maximum: linear
+    time whatever the size, unlike a structuring-element dilation)."""
+    grown: np.ndarray = ndimage.maximum_filter1d(mask.view(np.uint8), size | 1, axis=axis)
+    return grown.view(bool)
+
+
+def _open_runs(mask: np.ndarray, run: int, *, axis: int) -> np.ndarray:
+    """Binary opening by a line of ``run`` pixels along ``axis``: what remains is every run of
+    dark pixels at least that long (printed rules, box sides). Running minimum then maximum."""
+    size = run | 1
+    eroded = ndimage.minimum_filter1d(mask.view(np.uint8), size, axis=axis)
+    opened: np.ndarray = ndimage.maximum_filter1d(eroded, size, axis=axis)
+    return opened.view(bool)
+
+
 def _is_rule(ys: np.ndarray, xs: np.ndarray, width: int) -> bool:
     """A long component whose pixels lie on a straight line: a printed rule or box border."""
     extent = max(int(xs.max() - xs.min()), int(ys.max() - ys.min()))
@@ -56,23 +72,36 @@ def _is_blob(ys: np.ndarray, xs: np.ndarray) -> bool:
     return 0.7 < h / w < 1.4 and len(ys) > 0.6 * h * w and h > 20
 
 
-def ink_ratio(dark: np.ndarray, page_width: int) -> float:
-    """The share of ``dark`` (a boolean region) that is hand-made ink (see module doc)."""
+def ink_ratio(dark: np.ndarray, page_width: int, *, min_extent: int = 0) -> float:
+    """The share of ``dark`` (a boolean region) that is hand-made ink (see module doc).
+
+    With ``min_extent`` only components at least that tall (or twice that wide) count: a
+    signature is a few large strokes, printed characters the OCR missed are many small ones
+    (components are joined across one-pixel breaks of a thin stroke first)."""
     if dark.size == 0:
         return 0.0
     run = max(20, page_width // 40)  # printed rules and box sides: long straight runs
-    rules = ndimage.binary_opening(dark, structure=np.ones((1, run), dtype=bool))
-    rules |= ndimage.binary_opening(dark, structure=np.ones((run, 1), dtype=bool))
-    dark = dark & ~ndimage.binary_dilation(rules, structure=np.ones((5, 5), dtype=bool))
-    labels, count = ndimage.label(dark, structure=np.ones((3, 3), dtype=bool))
+    # a scan's skew breaks a thin rule into short steps: look for the runs in a mask thickened
+    # across the rule, then keep only its own pixels
+    rules = _open_runs(_grow(dark, 3, axis=0), run, axis=1)
+    rules |= _open_runs(_grow(dark, 3, axis=1), run, axis=0)
+    rules &= dark
+    dark = dark & ~_grow(_grow(rules, 5, axis=0), 5, axis=1)
+    joined = _grow(dark, 3, axis=0) if min_extent else dark
+    labels, count = ndimage.label(joined, structure=np.ones((3, 3), dtype=bool))
     if count == 0:
         return 0.0
     ink = 0
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
         if found is None:
             continue
-        ys, xs = np.nonzero(labels[found] == index)
+        ys, xs = np.nonzero((labels[found] == index) & dark[found])
+        if len(ys) == 0:
+            continue
         if len(ys) < _MIN_COMPONENT or _is_rule(ys, xs, page_width) or _is_blob(ys, xs):
+            continue
+        tall, wide = found[0].stop - found[0].start, found[1].stop - found[1].start
+        if min_extent and tall < min_extent and wide < 2 * min_extent:
             continue
         ink += len(ys)
     return ink / dark.size
@@ -97,7 +126,7 @@ def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> 
     """Signature marks of one OCR'd page (greyscale ``image``, tesseract ``data`` dict)."""
     labels, _ = _config()
     found: list[tuple[str, Box]] = []
-    printed: list[Box] = []
+    printed: list[tuple[Box, float]] = []
     for i, word in enumerate(data["text"]):
         text = str(word).strip()
         box = (
@@ -109,14 +138,16 @@ def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> 
         if text and labels.match(text):
             found.append((text, box))
         if text and float(data["conf"][i]) >= 0:
-            printed.append(box)
+            printed.append((box, float(data["conf"][i])))
+    boxes: list[Box] = []
     if printed:
         # every word tesseract placed is print, whatever its confidence (a faint word left
         # unblanked would read as ink) - except that it also "reads" a handwritten signature
-        # as a word or two: those boxes are much taller than the page's printed words
-        typical = float(np.median([b[3] for b in printed]))
-        printed = [b for b in printed if b[3] <= 1.8 * typical]
-    return measure_labels(image, found, printed, page, kind="wet_ink")
+        # as a word or two: boxes much taller than the page's printed words that it could not
+        # read with confidence (a title in a large font reads well)
+        typical = float(np.median([b[3] for b, _ in printed]))
+        boxes = [b for b, conf in printed if b[3] <= 1.8 * typical or conf >= 60]
+    return measure_labels(image, found, boxes, page, kind="wet_ink")
 
 
 def _dark_mask(image: Image.Image, rendered: bool) -> np.ndarray:
@@ -142,6 +173,22 @@ def _status(ratio: float, params: dict[str, float]) -> Literal["signed", "unsign
 
 
 _LINE = "signature line"
+# the most of the band above an unlabelled signature line that printed words may cover (a
+# date beside the signature); more is a table row or a paragraph
+_MAX_PRINT_ABOVE_LINE = 0.12
+
+
+def printed_share(printed: list[Box], region: tuple[int, int, int, int]) -> float:
+    """The share of ``region`` (x0, y0, x1, y1) covered by printed word boxes."""
+    x0, y0, x1, y1 = region
+    area = max(1, (x1 - x0) * (y1 - y0))
+    covered = 0
+    for bx, by, bw, bh in printed:
+        w = min(x1, bx + bw) - max(x0, bx)
+        h = min(y1, by + bh) - max(y0, by)
+        if w > 0 and h > 0:
+            covered += w * h
+    return covered / area
 
 
 class Rule(NamedTuple):
@@ -168,10 +215,10 @@ def signature_lines(dark: np.ndarray, printed: list[Box]) -> list[Rule]:
     run = max(20, width // 40)
     # a rule skewed by a scan drifts a pixel or two over a run: thicken before the opening,
     # and join the pieces the opening leaves before measuring their extent
-    thick = ndimage.binary_dilation(dark, structure=np.ones((3, 1), dtype=bool))
-    horizontal = ndimage.binary_opening(thick, structure=np.ones((1, run), dtype=bool))
-    vertical = ndimage.binary_opening(dark, structure=np.ones((run, 1), dtype=bool))
-    joined = ndimage.binary_dilation(horizontal, structure=np.ones((3, run // 2), dtype=bool))
+    thick = _grow(dark, 3, axis=0)
+    horizontal = _open_runs(thick, run, axis=1)
+    vertical = _open_runs(_grow(dark, 3, axis=1), run, axis=0) & dark
+    joined = _grow(_grow(horizontal, 3, axis=0), run // 2, axis=1)
     labels, _ = ndimage.label(joined, structure=np.ones((3, 3), dtype=bool))
     lines: list[Rule] = []
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
@@ -189,6 +236,8 @@ def signature_lines(dark: np.ndarray, printed: list[Box]) -> list[Rule]:
         rows = slice(max(0, y0 - pad), y1 + pad)
         if any(vertical[rows, end].any() for end in ends):
             continue  # a box or table border (pen strokes above the line may be vertical)
+        if vertical[y1 + 2 : y1 + 2 + pad, x0:x1].any():
+            continue  # crossed by a vertical rule going on below it: a table's grid
         # the rule's height at each x (a skewed scan tilts it): a least-squares line through
         # its pixels; the label starts just under it
         ys, xs = np.nonzero((labels[found] == index) & horizontal[found])
@@ -203,7 +252,21 @@ def signature_lines(dark: np.ndarray, printed: list[Box]) -> list[Rule]:
         ):
             continue
         lines.append(Rule(x0, x1, int(slope * x0 + intercept) - 2, int(slope * x1 + intercept) - 2))
-    return lines
+    # a signature line stands alone: rules of the same extent stacked close under each other
+    # are a table's rows (a form's grid, a registration print-out), not places to sign (a
+    # drawn signature's own flourish is a shorter rule just above its line: not a stack)
+    gap, align = 0.045 * height, 0.04 * width
+    return [
+        a
+        for a in lines
+        if not any(
+            b is not a
+            and abs(b.y_at((a.x0 + a.x1) / 2) - a.y_at((a.x0 + a.x1) / 2)) < gap
+            and abs(a.x0 - b.x0) < align
+            and abs(a.x1 - b.x1) < align
+            for b in lines
+        )
+    ]
 
 
 def measure_labels(
@@ -259,6 +322,9 @@ def measure_labels(
                 bottom = min(rule.y_at(a), rule.y_at(b))
                 regions.append((a, bottom - band, b, bottom))
             measured.append((_LINE, regions))
+    # a signature's strokes are larger than printed characters: 1.5 times a word's height
+    typical = float(np.median([b[3] for b in printed])) if printed else 0.012 * height
+    stroke_extent = int(1.5 * typical)
     marks: list[SignatureMark] = []
     for label, regions in measured:
         unlabelled = label == _LINE
@@ -268,7 +334,11 @@ def measure_labels(
             x1, y1 = min(width, x1), min(height, y1)
             if x1 - x0 < 10 or y1 - y0 < 5:
                 continue
-            ratio = ink_ratio(dark[y0:y1, x0:x1], width)
+            if unlabelled and printed_share(printed, (x0, y0, x1, y1)) > _MAX_PRINT_ABOVE_LINE:
+                continue  # text above a rule: a table's row or a paragraph, not a place to sign
+            ratio = ink_ratio(
+                dark[y0:y1, x0:x1], width, min_extent=stroke_extent if unlabelled else 0
+            )
             if ratio > best:
                 best, best_region = ratio, (x0, y0, x1, y1)
         status = _status(best, params)
