@@ -555,6 +555,8 @@ def _psp_version(ctx: PacketContext, fmt: Callable[[date], str]) -> str:
     ]
     if version.endswith(".0") and int(float(version)) > 1:
         forms.append(f"Amendment {int(float(version)) - 1} (Version {version})")
+    if ctx.defect == "sig_predates":
+        forms = [f for f in forms if dated in f]  # the page must show the date it predates
     return ctx.rng.choice(forms)
 
 

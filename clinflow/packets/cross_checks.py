@@ -90,11 +90,13 @@ def _investigators(docs: Sequence[DocumentRecord]) -> list[Finding]:
 
 def _delegates_without_gcp(docs: Sequence[DocumentRecord]) -> list[Finding]:
     """Every person on a delegation log needs a GCP certificate in the packet. A log whose PI
-    is not the 1572's investigator is already INVESTIGATOR_NAME_MISMATCH: that name is not
-    asked for a certificate as well (one defect, one finding)."""
+    is not the investigator of the 1572 (or, without one, of the CV) is already
+    INVESTIGATOR_NAME_MISMATCH: that name is not asked for a certificate as well (one defect,
+    one finding)."""
     holders = [e.holder_name for _, e in _of_type(docs, GCPCertificateExtraction) if e.holder_name]
     form_pis = [e.investigator_name for _, e in _of_type(docs, Form1572Extraction)]
-    form_pi = next((n for n in form_pis if n), None)
+    cv_names = [e.person_name for _, e in _of_type(docs, InvestigatorCVExtraction)]
+    form_pi = next((n for n in [*form_pis, *cv_names] if n), None)
     out: list[Finding] = []
     for name, log in _of_type(docs, DelegationLogExtraction):
         seen: list[str] = []

@@ -110,13 +110,39 @@ def find_dates(
 ) -> list[tuple[int, int, date]]:
     """Every date written in ``text``: ``(start, end, date)`` in reading order. Never raises."""
     resolved = order_for(dayfirst, order)
+    squeezed, origin = _squeeze(text)
     out: list[tuple[int, int, date]] = []
-    for m in _CANDIDATE.finditer(text):
+    for m in _CANDIDATE.finditer(squeezed):
         kind = m.lastgroup or ""
         value = _read(kind, m.group(0), resolved)
         if value is not None and 1900 <= value.year <= 2100:
-            out.append((m.start(), m.end(), value))
+            out.append((origin[m.start()], origin[m.end() - 1] + 1, value))
     return out
+
+
+# OCR puts a space after (or before) a date's separator: "22- MAR- 2028", "04 .03.2026"; a
+# range's spaced dash ("03/04/2026 - 03/03/2027") has spaces on both sides and is left alone
+_LOOSE_SEPARATOR = re.compile(r"(?<=[0-9A-Za-z])([-/.]) +(?=[0-9A-Za-z])|(?<=\d) +([-/.])(?=\d)")
+
+
+def _squeeze(text: str) -> tuple[str, list[int]]:
+    """``text`` with loose date separators closed up, and each kept character's offset in
+    ``text`` (so positions found in the result map back)."""
+    if not _LOOSE_SEPARATOR.search(text):
+        return text, list(range(len(text) + 1))
+    kept: list[str] = []
+    origin: list[int] = []
+    last = 0
+    for m in _LOOSE_SEPARATOR.finditer(text):
+        kept.append(text[last : m.start()])
+        origin.extend(range(last, m.start()))
+        sep_at = m.start() + m.group(0).index(m.group(1) or m.group(2))
+        kept.append(text[sep_at])
+        origin.append(sep_at)
+        last = m.end()
+    kept.append(text[last:])
+    origin.extend(range(last, len(text) + 1))
+    return "".join(kept), origin
 
 
 def find_date(text: str, *, dayfirst: bool = False, order: DateOrder | None = None) -> date | None:

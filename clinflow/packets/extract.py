@@ -114,12 +114,20 @@ _START = (
 _SEP = r"[^\S\n]*(?:[:;\-\u2013\u2014|]|\.(?=\s))?[^\S\n]*"  # ";": OCR of ":"
 
 
+# between the words of a label OCR may read a stray letter or two ("Expiration n Date")
+_OCR_GAP = r"\s+(?:[^\s\d]{1,2}\s+)?"
+
+
+def _tolerant(fragment: str) -> str:
+    return fragment.replace(r"\s+", _OCR_GAP)
+
+
 def _label_regex(fragment: str) -> re.Pattern[str]:
-    return re.compile(rf"(?im){_START}(?:{fragment})\b{_SEP}")
+    return re.compile(rf"(?im){_START}(?:{_tolerant(fragment)})\b{_SEP}")
 
 
 def _anywhere_regex(fragment: str) -> re.Pattern[str]:
-    return re.compile(rf"(?i)\b(?:{fragment})\b{_SEP}")
+    return re.compile(rf"(?i)\b(?:{_tolerant(fragment)})\b{_SEP}")
 
 
 @register_cache
@@ -249,12 +257,28 @@ class _Reader:
                 found = find_dates(window, order=self.order)
                 if found and found[0][0] <= label.reach:
                     return found[0][2].isoformat()
+                below = self._next_line_date(m.end())
+                if below is not None:
+                    return below
                 if spec.report_unreadable and field not in self.unreadable:
                     stripped = window.split("\n", 1)[0][: label.reach]
                     if _DATEISH.search(stripped) or (
                         self._page_of(m.start()) in self.ocr_pages and re.search(r"\d", stripped)
                     ):
                         self.unreadable[field] = self._page_of(m.start())
+        return None
+
+    def _next_line_date(self, offset: int) -> str | None:
+        """A date opening the line after the label's line, when the label's own line holds a
+        few stray characters and no date (OCR splits a table row: "Expiration Date 0-N" then
+        "30-Nov-2027")."""
+        line_end = self.text.find("\n", offset)
+        if line_end < 0 or len(self.text[offset:line_end].strip()) > 8:
+            return None
+        nxt = self.text[line_end + 1 :].split("\n", 1)[0]
+        found = find_dates(nxt, order=self.order)
+        if found and found[0][0] <= 3:
+            return found[0][2].isoformat()
         return None
 
     def _window(self, offset: int, reach: int) -> str:
@@ -621,6 +645,7 @@ _SECTION_END = re.compile(
 )
 _LAB_BOILERPLATE = re.compile(
     r"(?i)name\s+and\s+address|if\s+any|to\s+be\s+used|laboratory\s+facilities|continued|"
+    r"^\s*facilit(?:y|ies)\b[^\n]{0,30}$|"  # the rest of a wrapped section heading
     r"^\s*(?:\(|\[)?[a-z]?\s*(?:\)|\])?\s*$"
 )
 _NONE = re.compile(
@@ -681,8 +706,8 @@ def _laboratories(text: str) -> list[LaboratoryEntry]:
             LaboratoryEntry(
                 name=name[:120],
                 address=address[:240] if address else None,
-                phone=phone.group("v").strip() if phone else None,
-                fax=fax.group("v").strip() if fax else None,
+                phone=" ".join(phone.group("v").split()) if phone else None,
+                fax=" ".join(fax.group("v").split()) if fax else None,
             )
         )
     return labs

@@ -204,7 +204,14 @@ class ParseOptions(_Frozen):
 
     ocr_enabled: bool = True
     ocr_max_workers: int = Field(2, ge=1, description="OCR processes per document at most.")
-    ocr_dpi: int = Field(200, ge=72, le=600)
+    ocr_dpi: int = Field(
+        200,
+        ge=72,
+        le=600,
+        description="Render resolution for OCR; a scan stored at a higher resolution is read at "
+        "its own (up to ocr_max_dpi): resampling a scan loses the strokes OCR needs.",
+    )
+    ocr_max_dpi: int = Field(300, ge=72, le=600)
     ocr_language: str = "eng"
     ocr_min_chars: int = Field(
         16, ge=0, description="A page with fewer non-space characters than this is OCR'd."

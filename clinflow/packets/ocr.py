@@ -99,9 +99,15 @@ def _worker_init() -> None:
 
 
 def ocr_pdf_pages(
-    path: Path, pages: list[int], *, dpi: int = 200, language: str = "eng", max_workers: int = 2
+    path: Path,
+    pages: list[int],
+    *,
+    dpi: int | list[int] = 200,
+    language: str = "eng",
+    max_workers: int = 2,
 ) -> list[OcrPage]:
-    """OCR ``pages`` (0-based) of the PDF at ``path``, in page order.
+    """OCR ``pages`` (0-based) of the PDF at ``path``, in page order, each at ``dpi`` (one
+    value, or one per page).
 
     Runs in-process for a single page or ``max_workers == 1``, otherwise over a process pool of
     ``min(max_workers, len(pages))`` workers. Raises :class:`RecoverableTimeout`
@@ -116,10 +122,11 @@ def ocr_pdf_pages(
             details={"problem": "tesseract not found", "pages": len(pages)},
         )
     target = str(path)
+    dpis = dpi if isinstance(dpi, list) else [dpi] * len(pages)
     workers = min(max_workers, len(pages))
     if workers <= 1:
         try:
-            return [ocr_page(target, i, dpi, language) for i in pages]
+            return [ocr_page(target, i, d, language) for i, d in zip(pages, dpis, strict=True)]
         finally:
             _close_cached()
     context = multiprocessing.get_context("spawn")
@@ -130,7 +137,7 @@ def ocr_pdf_pages(
             ocr_page,
             [target] * len(pages),
             pages,
-            [dpi] * len(pages),
+            dpis,
             [language] * len(pages),
         )
         return list(results)

@@ -122,13 +122,34 @@ def _has_image(page: Any) -> bool:
         return True  # unreadable resources: let OCR try
 
 
-def _page_texts(reader: PdfReader, subject: str | None) -> tuple[list[str], list[bool]]:
+def _scan_dpi(page: Any) -> float | None:
+    """The resolution of the largest image on the page, as drawn across its width (a scanned
+    page is one image the size of the page), or None."""
+    try:
+        width_in = float(page.mediabox.width) / 72.0
+        xobjects = _resolve(_resolve(page.get("/Resources") or {}).get("/XObject") or {})
+        widths = [
+            float(_resolve(x).get("/Width") or 0)
+            for x in xobjects.values()
+            if _resolve(x).get("/Subtype") == "/Image"
+        ]
+    except Exception:
+        return None
+    if not widths or width_in <= 0:
+        return None
+    return max(widths) / width_in
+
+
+def _page_texts(
+    reader: PdfReader, subject: str | None
+) -> tuple[list[str], list[bool], list[float | None]]:
     try:
         pages = list(reader.pages)
     except Exception as exc:
         raise fatal("PDF_CORRUPT", subject, problem=type(exc).__name__) from exc
     texts: list[str] = []
     images: list[bool] = []
+    dpis: list[float | None] = []
     for page in pages:
         try:
             texts.append(page.extract_text() or "")
@@ -136,8 +157,9 @@ def _page_texts(reader: PdfReader, subject: str | None) -> tuple[list[str], list
             log.warning("pdf page text unreadable", extra={"error": type(exc).__name__})
             texts.append("")
         images.append(_has_image(page))
+        dpis.append(_scan_dpi(page) if images[-1] else None)
         _forget_xobjects(reader, page)
-    return texts, images
+    return texts, images, dpis
 
 
 def _forget_xobjects(reader: PdfReader, page: Any) -> None:
@@ -174,7 +196,7 @@ def parse_pdf(
     stream: IO[bytes] = source.open("rb") if isinstance(source, Path) else io.BytesIO(source)
     try:
         reader, encrypted = _open(stream, subject)
-        texts, images = _page_texts(reader, subject)
+        texts, images, native = _page_texts(reader, subject)
         form_fields, signatures = _fields(reader)
         metadata = _metadata(reader)
     finally:
@@ -188,7 +210,11 @@ def parse_pdf(
     ocr_conf: dict[int, float | None] = {}
     marks: list[SignatureMark] = []
     if needs_ocr and options.ocr_enabled:
-        ocr_conf, marks = _run_ocr(source, needs_ocr, texts, options)
+        dpis = [
+            round(min(max(native[i] or options.ocr_dpi, options.ocr_dpi), options.ocr_max_dpi))
+            for i in needs_ocr
+        ]
+        ocr_conf, marks = _run_ocr(source, needs_ocr, texts, options, dpis)
     if options.ocr_enabled:
         to_render = _pages_to_render(texts, set(ocr_conf))
         if to_render:
@@ -318,7 +344,11 @@ def _rendered_marks(source: Path | bytes, pages: list[int]) -> list[SignatureMar
 
 
 def _run_ocr(
-    source: Path | bytes, pages: list[int], texts: list[str], options: ParseOptions
+    source: Path | bytes,
+    pages: list[int],
+    texts: list[str],
+    options: ParseOptions,
+    dpis: list[int],
 ) -> tuple[dict[int, float | None], list[SignatureMark]]:
     """OCR ``pages`` in place into ``texts``; returns page index -> mean confidence, and the
     signature marks measured on those pages."""
@@ -334,7 +364,7 @@ def _run_ocr(
         results = ocr_pdf_pages(
             path,
             pages,
-            dpi=options.ocr_dpi,
+            dpi=dpis,
             language=options.ocr_language,
             max_workers=options.ocr_max_workers,
         )

@@ -126,7 +126,7 @@ def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> 
     """Signature marks of one OCR'd page (greyscale ``image``, tesseract ``data`` dict)."""
     labels, _ = _config()
     found: list[tuple[str, Box]] = []
-    printed: list[tuple[Box, float]] = []
+    printed: list[tuple[Box, bool]] = []
     for i, word in enumerate(data["text"]):
         text = str(word).strip()
         box = (
@@ -138,15 +138,17 @@ def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> 
         if text and labels.match(text):
             found.append((text, box))
         if text and float(data["conf"][i]) >= 0:
-            printed.append((box, float(data["conf"][i])))
+            # a tall word counts as print only when read well and long enough to be a word
+            readable = float(data["conf"][i]) >= 80 and sum(c.isalpha() for c in text) >= 3
+            printed.append((box, readable))
     boxes: list[Box] = []
     if printed:
         # every word tesseract placed is print, whatever its confidence (a faint word left
         # unblanked would read as ink) - except that it also "reads" a handwritten signature
-        # as a word or two: boxes much taller than the page's printed words that it could not
-        # read with confidence (a title in a large font reads well)
+        # as a word or two: boxes much taller than the page's printed words, unless read as a
+        # real word with confidence (a title in a large font reads well)
         typical = float(np.median([b[3] for b, _ in printed]))
-        boxes = [b for b, conf in printed if b[3] <= 1.8 * typical or conf >= 60]
+        boxes = [b for b, readable in printed if b[3] <= 1.8 * typical or readable]
     return measure_labels(image, found, boxes, page, kind="wet_ink")
 
 
@@ -324,7 +326,7 @@ def measure_labels(
             measured.append((_LINE, regions))
     # a signature's strokes are larger than printed characters: 1.5 times a word's height
     typical = float(np.median([b[3] for b in printed])) if printed else 0.012 * height
-    stroke_extent = int(1.5 * typical)
+    stroke_extent = 0 if rendered else int(1.5 * typical)  # OCR misses print; a text layer not
     marks: list[SignatureMark] = []
     for label, regions in measured:
         unlabelled = label == _LINE
@@ -338,7 +340,7 @@ def measure_labels(
                 continue  # text above a rule: a table's row or a paragraph, not a place to sign
             ratio = ink_ratio(
                 dark[y0:y1, x0:x1], width, min_extent=stroke_extent if unlabelled else 0
-            )
+            )  # a rendered page's print is blanked exactly (text layer): stroke_extent is 0
             if ratio > best:
                 best, best_region = ratio, (x0, y0, x1, y1)
         status = _status(best, params)

@@ -149,6 +149,30 @@ def _text_blocks(page: int, text: str, order: DateOrder) -> list[SignatureBlock]
     return blocks
 
 
+def _block_date(parse: ParseResult, page: int, order: DateOrder) -> str | None:
+    """The date written in the signature block of ``page`` (a hand-signed or pictured
+    signature carries no machine-readable date: the block's "Date" field has it): the first
+    date on the lines around the last signature label of the page."""
+    pages = [p for p in parse.pages if p.index == page] or parse.pages[-1:]
+    if not pages:
+        return None
+    lines = pages[0].text.splitlines()
+    label = _label_pattern()
+    at = [i for i, line in enumerate(lines) if label.search(line)]
+    for i in reversed(at):
+        for line in lines[max(0, i - 2) : i + 3]:
+            found = find_dates(line, order=order)
+            if found:
+                return found[0][2].isoformat()
+    return None
+
+
+def _label_pattern() -> re.Pattern[str]:
+    from clinflow.packets.signature_ink import label_pattern
+
+    return label_pattern()
+
+
 def has_text_signature(text: str) -> bool:
     """Whether ``text`` (one page) already shows a typed or electronic signature: the parsers
     then need not look for image evidence on that page."""
@@ -180,6 +204,7 @@ def detect_signatures(
         table_text = "\n".join(" | ".join(row) for t in parse.tables for row in t)
         blocks.extend(_text_blocks(0, table_text, order))
     for mark in parse.signature_marks:
+        when = _block_date(parse, mark.page, order) if mark.status == "signed" else None
         where = f"page {mark.page + 1}"
         if mark.region is not None:
             x0, y0, x1, y1 = mark.region
@@ -192,6 +217,7 @@ def detect_signatures(
                 page=mark.page,
                 label=mark.label,
                 region=mark.region,
+                date=when,
                 evidence=mark.note or f"{ink}beside the label '{mark.label}' ({where})",
             )
         )
