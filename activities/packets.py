@@ -225,7 +225,9 @@ class PacketActivities:
         s = deps.settings
         self.parse_executor = parse_executor or _parse_pool(s.packets_parse_processes)
         self.options = ParseOptions(
-            ocr_max_workers=s.packets_ocr_max_workers, ocr_dpi=s.packets_ocr_dpi
+            ocr_max_workers=s.packets_ocr_max_workers,
+            ocr_dpi=s.packets_ocr_dpi,
+            ocr_max_dpi=max(s.packets_ocr_max_dpi, s.packets_ocr_dpi),
         )
         self.breaker = CircuitBreaker(
             "irb-portal",

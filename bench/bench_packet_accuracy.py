@@ -95,14 +95,14 @@ def _summarise(evaluation: Any) -> dict[str, Any]:
 
 
 def evaluate_one(
-    folder: str, hidden_root: str, modes: list[str], as_of: str, dpi: int
+    folder: str, hidden_root: str, modes: list[str], as_of: str, dpi: int, max_dpi: int
 ) -> dict[str, Any]:
     """Evaluate one packet in every mode (runs in a pool process)."""
     from clinflow.errors import ClinflowError
     from clinflow.packets import pipeline
     from clinflow.packets.models import ParseOptions
 
-    options = ParseOptions(ocr_max_workers=1, ocr_dpi=dpi)
+    options = ParseOptions(ocr_max_workers=1, ocr_dpi=dpi, ocr_max_dpi=max(dpi, max_dpi))
     parse_cache: dict[tuple[str, int], Any] = {}
     original = pipeline.parse_document
 
@@ -295,7 +295,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--modes", default="declared,hidden")
     parser.add_argument("--as-of", default="2026-05-01")
-    parser.add_argument("--ocr-dpi", type=int, default=200)
+    parser.add_argument("--ocr-dpi", type=int, default=200, help="lowest OCR resolution")
+    parser.add_argument(
+        "--ocr-max-dpi",
+        type=int,
+        default=300,
+        help="highest OCR resolution (scans are read at their own between the two); "
+        "--ocr-dpi 200 --ocr-max-dpi 200 reads every scan at 200",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
@@ -326,6 +333,7 @@ def main() -> None:
                     modes,
                     args.as_of,
                     args.ocr_dpi,
+                    args.ocr_max_dpi,
                 )
                 for p in truth["packets"]
             ]

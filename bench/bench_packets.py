@@ -40,8 +40,9 @@ from pypdf import PdfReader
 from activities.deps import Deps
 from clinflow.keyring import Keyring
 from clinflow.packets.manifest import MANIFEST_NAMES, manifest_for
-from clinflow.packets.models import FileKind
+from clinflow.packets.models import FileKind, ParseOptions
 from clinflow.packets.ocr import ocr_pdf_pages
+from clinflow.packets.pdf_parse import ocr_resolution, page_resolutions
 from clinflow.packets.sample_data import generate_demo_packets
 from clinflow.packets.sniff import sniff_kind
 from clinflow.settings import get_settings
@@ -127,13 +128,17 @@ class RssSampler:
 
 
 def ocr_rate(samples: list[tuple[Path, list[int]]], dpi: int, workers: int) -> float:
-    """Pages/s the OCR processes reach on their own on ``samples`` (median of 2 runs)."""
+    """Pages/s the OCR processes reach on their own on ``samples`` (median of 2 runs), each page
+    at the resolution the parser would use (its scan's own, from ``dpi`` up to the cap)."""
+    options = ParseOptions(ocr_dpi=dpi)
     rates = []
     for _ in range(2):
         pages = 0
         started = time.perf_counter()
         for path, indexes in samples:
-            ocr_pdf_pages(path, indexes, dpi=dpi, max_workers=workers)
+            native = page_resolutions(path)
+            dpis = [ocr_resolution(native[i], options) for i in indexes]
+            ocr_pdf_pages(path, indexes, dpi=dpis, max_workers=workers)
             pages += len(indexes)
         rates.append(pages / (time.perf_counter() - started))
     return statistics.median(rates)

@@ -124,7 +124,14 @@ class Settings(BaseSettings):
     )
     packets_ocr_max_workers: int = Field(2, ge=1, description="OCR processes per document.")
     packets_ocr_dpi: int = Field(
-        200, ge=72, le=600, description="Resolution scanned pages are rendered at for OCR."
+        200,
+        ge=72,
+        le=600,
+        description="Lowest resolution scanned pages are rendered at for OCR (a scan stored at "
+        "a higher one is read at its own, up to packets_ocr_max_dpi).",
+    )
+    packets_ocr_max_dpi: int = Field(
+        300, ge=72, le=600, description="Highest resolution pages are rendered at for OCR."
     )
     packets_parse_processes: int = Field(
         2, ge=1, description="Parser processes per worker (documents parsed at once)."

@@ -335,7 +335,8 @@ _NAME_STOP = re.compile(
     r"name|investigator|address|statement|report|certificate|completion|course|training|"
     r"record|programme|program|module|form|log|approval|laboratory|institution|academy|"
     r"network|society|association|foundation|college|school|council|group|office|services|"
-    r"ethics|research|learning)\b"
+    r"ethics|research|learning|experience|education|publications|professional|summary|"
+    r"profile|curriculum|vitae|employment|qualifications|certification|licensure)\b"
 )
 _PARTICLES = frozenset(
     "van von der den de del della di da dos das du le la bin binti ibn al el ter ten y e".split()
@@ -415,7 +416,7 @@ def _protocol(reader: _Reader, known_protocol: str | None) -> str | None:
     return None
 
 
-def _protocol_version(reader: _Reader) -> str | None:
+def _protocol_version(reader: _Reader, known_protocol: str | None = None) -> str | None:
     for label in reader._labels("protocol_version"):
         for m in label.regex.finditer(reader.text):
             value = reader._after(m.end())
@@ -424,8 +425,12 @@ def _protocol_version(reader: _Reader) -> str | None:
             found = read_version(value, explicit_only=label.explicit_version)
             if found:
                 return found
+    # a version written after the protocol (or the packet's protocol number) on its line
+    lead = r"\bprotocol\b|\bstudy\s+code\b"
+    if known_protocol:
+        lead += "|" + re.escape(known_protocol)
     inline = re.search(
-        r"(?i)\bprotocol\b[^\n]{0,60}?\b(?:version|ver\.?|v\.?)\s*:?\s*(\d+(?:\.\d+)*)",
+        rf"(?i)(?:{lead})[^\n]{{0,60}}?\b(?:version|ver\.?|v\.?)\s*:?\s*(\d+(?:\.\d+)*)",
         reader.text,
     )
     return inline.group(1) if inline else None
@@ -470,7 +475,7 @@ def _signature(parse: ParseResult, reader: _Reader) -> SignatureEvidence:
 def _common(parse: ParseResult, reader: _Reader, known_protocol: str | None) -> dict[str, Any]:
     return {
         "protocol_number": _protocol(reader, known_protocol),
-        "protocol_version": _protocol_version(reader),
+        "protocol_version": _protocol_version(reader, known_protocol),
         "site_number": _site_number(reader),
         "document_date": reader.date("document_date"),
         "form_version": _form_version(reader),
@@ -575,27 +580,37 @@ def _delegation_rows(text: str, order: DateOrder) -> list[DelegatedStaff]:
                 )
             )
             continue
-        if "=" in line or ":" in line.split("/s/")[0][:40]:
-            continue  # a legend ("1 = Informed consent") or a labelled line, not a staff row
-        found_name = _leading_name(line.strip())
-        if found_name is None:
-            continue
-        name, rest = found_name
-        dates = find_dates(rest, order=order)
-        if not dates and not _ROLE_WORDS.search(rest):
-            continue  # a staff row carries a role or a start date
-        staff.append(
-            DelegatedStaff(name=name, start_date=dates[0][2].isoformat() if dates else None)
-        )
+        row = _unbordered_row(line, order)
+        if row is not None:
+            staff.append(row)
+    if columns is None:  # OCR lost the header row: read every line as a possible row
+        staff = [r for line in text.splitlines() if (r := _unbordered_row(line, order))]
     return staff
 
 
+def _unbordered_row(line: str, order: DateOrder) -> DelegatedStaff | None:
+    """A staff row without cell borders: a leading person name, then a role or a date."""
+    if "=" in line or ":" in line.split("/s/")[0][:40]:
+        return None  # a legend ("1 = Informed consent") or a labelled line, not a staff row
+    found_name = _leading_name(line.strip())
+    if found_name is None:
+        return None
+    name, rest = found_name
+    dates = find_dates(rest, order=order)
+    if not dates and not _ROLE_WORDS.search(rest):
+        return None  # a staff row carries a role or a start date
+    return DelegatedStaff(name=name, start_date=dates[0][2].isoformat() if dates else None)
+
+
 _HEADER_CELL = re.compile(
-    r"(?i)^(?:#|no\.?|initials?|role|function|title|position|task(?:s|\s+codes?)?|duties|"
-    r"delegated\s+tasks|signature|(?:start|end)\s+date|date\s+(?:started|ended|delegated)|"
-    r"from|to|end\s+date)$"
+    r"(?i)^(?:#|no\.?|initials?|(?:study\s+|trial\s+)?role|function|title|position|"
+    r"task(?:s|\s+codes?)?|duties|responsibilit(?:y|ies)|delegated\s+(?:tasks|duties)|"
+    r"signature|(?:start|end)\s+date|date\s+(?:started|ended|delegated)|from|to|until)$"
 )
-_NAME_HEADER = re.compile(r"(?i)^(?:(?:printed|staff|full)\s+)?name(?:\s+\(print\))?$")
+_NAME_HEADER = re.compile(
+    r"(?i)^(?:(?:(?:printed|staff|full)\s+)?name(?:\s+\(print\))?|staff(?:\s+member)?|"
+    r"team\s+member|person(?:nel)?)$"
+)
 _ROWS_END = re.compile(r"(?i)task\s+codes?|statement|=|signer|signed|^page\s+\d|envelope")
 
 
@@ -815,7 +830,29 @@ def _cta(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
     )
 
 
+_VERSION_THEN_DATE = re.compile(
+    r"(?i)\b(?:version|vers?\.?|v\.?)\s*:?\s*\d+(?:\.\d+)*\s*(?:\(|,?\s*(?:dated|of)\s+)"
+)
+
+
+def _version_date(r: _Reader) -> str | None:
+    """The date of the protocol version a signature page is for: a "Protocol Date" or
+    "Version Date" field, or the date written with the version ("Ver. 3.0 (12 Jan 2026)",
+    "Version 3.0, dated 12 Jan 2026", "Version 3.0 of 12.01.2026")."""
+    labelled = r.date("protocol_date")
+    if labelled:
+        return labelled
+    for m in _VERSION_THEN_DATE.finditer(r.text):
+        found = find_dates(r.text[m.end() : m.end() + 30], order=r.order)
+        if found and found[0][0] <= 2:
+            return found[0][2].isoformat()
+    return None
+
+
 def _sigpage(r: _Reader, base: dict[str, Any]) -> ExtractionBase:
+    """The protocol signature page: the document it signs is the protocol version, so its
+    date is the version's date (a signature before it is SIGNATURE_PREDATES_DOCUMENT)."""
+    base = {**base, "document_date": _version_date(r) or base.get("document_date")}
     return ProtocolSignaturePageExtraction(**base, investigator_name=r.name("investigator_name"))
 
 

@@ -122,6 +122,18 @@ def _has_image(page: Any) -> bool:
         return True  # unreadable resources: let OCR try
 
 
+def ocr_resolution(native: float | None, options: ParseOptions) -> int:
+    """The resolution a page is OCR'd at: its scan's own (``native``), kept between
+    ``ocr_dpi`` and ``ocr_max_dpi``; ``ocr_dpi`` when the page has no image."""
+    return round(min(max(native or options.ocr_dpi, options.ocr_dpi), options.ocr_max_dpi))
+
+
+def page_resolutions(path: Path) -> list[float | None]:
+    """The scan resolution of every page of the PDF at ``path`` (None: no image)."""
+    reader = PdfReader(str(path))
+    return [_scan_dpi(page) for page in reader.pages]
+
+
 def _scan_dpi(page: Any) -> float | None:
     """The resolution of the largest image on the page, as drawn across its width (a scanned
     page is one image the size of the page), or None."""
@@ -210,10 +222,7 @@ def parse_pdf(
     ocr_conf: dict[int, float | None] = {}
     marks: list[SignatureMark] = []
     if needs_ocr and options.ocr_enabled:
-        dpis = [
-            round(min(max(native[i] or options.ocr_dpi, options.ocr_dpi), options.ocr_max_dpi))
-            for i in needs_ocr
-        ]
+        dpis = [ocr_resolution(native[i], options) for i in needs_ocr]
         ocr_conf, marks = _run_ocr(source, needs_ocr, texts, options, dpis)
     if options.ocr_enabled:
         to_render = _pages_to_render(texts, set(ocr_conf))

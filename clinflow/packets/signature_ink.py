@@ -1,15 +1,28 @@
-"""Ink beside a signature label on a scanned page: is there a hand-made mark on the line?
+"""Ink at a signature block on a page bitmap: is there a hand-made mark where one signs?
 
-Runs inside the OCR process, where the page bitmap and tesseract's word boxes exist; only small
-:class:`SignatureMark` results leave it. For every word tesseract read as a signature label,
-two regions are measured (right of the label on its line; a band above it, for layouts that
-print the label under the line). In each region the printed words tesseract read are blanked,
-long straight runs (printed rules, box sides; a morphological opening, which survives a skew
-of a few degrees) are removed, connected components are labelled (scipy), and speckle (tiny
-components), remaining straight line pieces and round blobs (punch holes) are dropped;
-what remains is ink. Its share of the region against the thresholds in
-``clinflow/data/rules/signatures.yaml`` gives signed / uncertain / unsigned. Fax headers and
-punch holes are outside these regions or dropped as printed words or round blobs.
+Runs inside the OCR process for scans (the page bitmap and tesseract's word boxes exist there)
+and on pdfium renders of text pages (a signature picture or a signature field's appearance
+leaves nothing in the text layer); only small :class:`SignatureMark` results leave it.
+
+Two kinds of place are measured:
+
+- beside each word read as a signature label (``labels`` in ``signatures.yaml``): right of the
+  label on its line, and a band above it (layouts that print the label under the line);
+- above each *signature line*: a free-standing horizontal rule with printed text just under it
+  (many letters and certificates print only a role, "Course director", "Chair of the
+  Committee"). Rules that are a box's or a table's (stacked rules of one extent, crossed or
+  ended by vertical rules), full-width separators and rules under the letterhead are not
+  signature lines; a skewed scan's tilt is fitted per rule. A line carries a signature only
+  when ink is found (it never makes a document "uncertain"), in windows along it, where
+  printed words cover little of the band and only strokes larger than print count.
+
+In each region printed words are blanked (tesseract's boxes, or the text layer's rectangles;
+tall boxes tesseract read badly are a signature it tried to read, not print), straight runs
+(printed rules, box sides, also when a scan's skew breaks them into steps) are removed,
+connected components are labelled (scipy), and speckle, remaining straight pieces and round
+blobs (punch holes) are dropped; what remains is ink. Its share of the region against the
+thresholds in ``clinflow/data/rules/signatures.yaml`` gives signed / uncertain / unsigned. Fax
+headers are outside these regions or blanked as printed words.
 """
 
 from __future__ import annotations
