@@ -42,8 +42,9 @@ from clinflow.packets.extraction_models import (
 )
 from clinflow.packets.models import DocumentType, ParseResult
 from clinflow.packets.person_names import clean_name, person_key
+from clinflow.packets.protocol_matrix import load_protocol_matrix
 from clinflow.packets.signatures import detect_signatures, overall
-from clinflow.packets.versions import read_version
+from clinflow.packets.versions import read_version, resolve_ocr_version
 
 _DEFAULT_REACH = 48
 
@@ -391,6 +392,22 @@ def _looks_like_name(text: str) -> bool:
     return bool(significant) and all(w[0].isupper() for w in significant if w[0].isalpha())
 
 
+# characters OCR mistakes for one another
+_OCR_ALIKE = [set("EF"), set("O0DQ"), set("I1L|"), set("S5"), set("B8"), set("Z2"), set("G6")]
+
+
+def _ocr_same(found: str, known: str) -> bool:
+    """Whether an OCR'd protocol number is the known one with OCR's confusions ("CEX-301" for
+    "CFX-301"): same length, every difference a confusable pair. A real other protocol differs
+    in other ways ("NVX-210", "CFX-302")."""
+    a, b = found.upper(), known.upper()
+    if len(a) != len(b) or a == b:
+        return a == b
+    return all(
+        x == y or any(x in g and y in g for g in _OCR_ALIKE) for x, y in zip(a, b, strict=True)
+    )
+
+
 def _not_a_protocol(token: str) -> bool:
     """Tokens shaped like a protocol number that are something else: a month and year
     ("10-Jan-2026" of a "Protocol Date" label), or a label word and a number ("Date 01")."""
@@ -409,7 +426,10 @@ def _protocol(reader: _Reader, known_protocol: str | None) -> str | None:
     for value in reader.values("protocol_number", skip_local=True):
         for token in _PROTOCOL_TOKEN.finditer(value.upper()):
             if not _not_a_protocol(token.group(0)):
-                return token.group(0).replace("_", "-").replace(" ", "-")
+                found = token.group(0).replace("_", "-").replace(" ", "-")
+                if known_protocol and reader.ocr_pages and _ocr_same(found, known_protocol):
+                    return known_protocol.upper()
+                return found
     for inline in _PROTOCOL_INLINE.finditer(reader.text):
         if not _not_a_protocol(inline.group("num").upper()):
             return inline.group("num").upper()
@@ -472,10 +492,25 @@ def _signature(parse: ParseResult, reader: _Reader) -> SignatureEvidence:
     return evidence
 
 
+def _ocr_version(reader: _Reader, version: str | None, protocol: str | None) -> str | None:
+    """On an OCR'd document, a protocol version that names no version of the protocol in the
+    version matrix is read as the one known version it is an OCR slip away from."""
+    if version is None or not reader.ocr_pages or not protocol:
+        return version
+    try:
+        known = load_protocol_matrix().known_versions(protocol)
+    except DataFileError:
+        return version
+    return resolve_ocr_version(version, known) if known else version
+
+
 def _common(parse: ParseResult, reader: _Reader, known_protocol: str | None) -> dict[str, Any]:
+    protocol = _protocol(reader, known_protocol)
     return {
-        "protocol_number": _protocol(reader, known_protocol),
-        "protocol_version": _protocol_version(reader, known_protocol),
+        "protocol_number": protocol,
+        "protocol_version": _ocr_version(
+            reader, _protocol_version(reader, known_protocol), protocol or known_protocol
+        ),
         "site_number": _site_number(reader),
         "document_date": reader.date("document_date"),
         "form_version": _form_version(reader),

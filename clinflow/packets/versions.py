@@ -82,3 +82,16 @@ def resolve_version(found: str | None, known: Iterable[str]) -> str | None:
         return found  # a clean number that is not known is a different version, not a slip
     near = [k for k in known if Levenshtein.distance(canonical(found), canonical(k)) <= 1]
     return near[0] if len(near) == 1 else found
+
+
+def resolve_ocr_version(found: str | None, known: Iterable[str]) -> str | None:
+    """:func:`resolve_version` for a version read by OCR: a value that names no known version
+    is taken for the one known version whose digits differ from it by one character ("41"
+    read for "1.1" when 1.0, 1.1 and 2.0 are known); otherwise as read."""
+    known = list(known)
+    resolved = resolve_version(found, known)
+    if resolved is None or resolved in known:
+        return resolved
+    digits = resolved.replace(".", "")
+    near = [k for k in known if Levenshtein.distance(digits, canonical(k).replace(".", "")) <= 1]
+    return near[0] if len(near) == 1 else resolved
