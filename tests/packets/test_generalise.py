@@ -335,3 +335,86 @@ def test_delegation_legend_and_signature_box_are_not_staff() -> None:
 )
 def test_more_layouts_classify(text: str, expected: DocumentType) -> None:
     assert classify_text(text).doc_type is expected
+
+
+def _scan_text(text: str) -> ParseResult:
+    """Text as OCR read it from a scanned page."""
+    return ParseResult(
+        kind=FileKind.PDF,
+        sha256="0" * 64,
+        size=len(text),
+        page_count=1,
+        pages=[PageText(index=0, text=text, chars=len(text), ocr=True, ocr_confidence=80.0)],
+        ocr_pages=[0],
+    )
+
+
+def test_signature_page_is_dated_by_its_protocol_version() -> None:
+    from clinflow.packets.extraction_models import ProtocolSignaturePageExtraction
+
+    text = (
+        "Acknowledgement of Protocol\nStudy code: NVX-210 Ver. 2.0 (03/24/2026)\n"
+        "I acknowledge receipt of the protocol.\nLucinda Delacroix 3770\n03/16/2026\n"
+        "Signature Date"
+    )
+    ex = extract(_parse(text), T.PROTOCOL_SIGNATURE_PAGE, order="MDY", protocol_number="NVX-210")
+    assert isinstance(ex, ProtocolSignaturePageExtraction)
+    assert (ex.protocol_version, ex.document_date) == ("2.0", "2026-03-24")
+    grid = "INVESTIGATOR'S AGREEMENT\nProtocol Version | Version 3.0\nProtocol Date | 10-Jan-2026"
+    ex = extract(_parse(grid), T.PROTOCOL_SIGNATURE_PAGE, order="DMY", protocol_number="CFX-301")
+    assert ex.document_date == "2026-01-10"
+    assert ex.protocol_number is None  # "JAN-2026" of the date is not a protocol number
+
+
+def test_ocr_slips_in_protocol_number_and_version_resolve_to_the_packets() -> None:
+    text = "Favourable Ethical Opinion\nProtocol number\nCEX-301\nProtocol version\n41\n"
+    scanned = extract(_scan_text(text), T.IRB_APPROVAL, order="DMY", protocol_number="CFX-301")
+    assert scanned.protocol_number == "CFX-301"
+    typed = extract(_parse(text), T.IRB_APPROVAL, order="DMY", protocol_number="CFX-301")
+    assert typed.protocol_number == "CEX-301"  # a text layer has no OCR slips: a real mismatch
+    other = "Protocol number\nNVX-210\n"
+    scanned = extract(_scan_text(other), T.IRB_APPROVAL, protocol_number="CFX-301")
+    assert scanned.protocol_number == "NVX-210"
+
+
+def test_ocr_version_slip_resolves_only_to_a_unique_known_version() -> None:
+    from clinflow.packets.versions import resolve_ocr_version
+
+    assert resolve_ocr_version("41", ["1.0", "1.1", "2.0"]) == "1.1"
+    assert resolve_ocr_version("1.1", ["1.0", "1.1"]) == "1.1"
+    assert resolve_ocr_version("7.5", ["1.0", "2.0"]) == "7.5"
+
+
+def test_delegation_log_without_a_header_row_and_with_a_staff_member_header() -> None:
+    from clinflow.packets.extraction_models import DelegationLogExtraction
+
+    headerless = (
+        "DELEGATION LOG\nProtocol No. CFX-301\n| Investigator Wesley Alvarado\n"
+        "Brightwater, Priya pe Laboratory Technician 10, 15 March 22, 2026\n"
+        "Task codes: (1) Informed consent, (2) Eligibility assessment\n"
+    )
+    ex = extract(_parse(headerless), T.DELEGATION_LOG, order="MDY")
+    assert isinstance(ex, DelegationLogExtraction)
+    assert [s.name for s in ex.staff] == ["Brightwater, Priya"]
+    cells = (
+        "Delegation of Responsibilities / Staff Signature Log\nStaff member\nStudy role\n"
+        "Responsibilities\nFrom\nSignature\nJoaquin Brandstetter\nPrincipal Investigator\n"
+        "Overall study oversight\n03/04/2026\n/s/ BRANDSTETTER,\nJoaquin\nIlse Zielinski, DO\n"
+        "Sub-Investigator\nEligibility assessment\n03/04/2026\n/s/ Zielinski, Ilse\n"
+    )
+    ex = extract(_parse(cells), T.DELEGATION_LOG, order="MDY")
+    assert [s.name for s in ex.staff] == ["Joaquin Brandstetter", "Ilse Zielinski, DO"]
+    assert ex.staff[1].start_date == "2026-03-04"
+
+
+def test_ocr_split_dates_and_labels() -> None:
+    text = (
+        "CERTIFICATE OF ACCREDITATION\nCLIA ID Number | 4209798159\n"
+        "| Expiration n Date. ee | 22- MAR- 2028\nLaboratory Director | Harriet Oyelaran\n"
+    )
+    ex = extract(_scan_text(text), T.LAB_CERTIFICATION, order="MDY")
+    assert isinstance(ex, LabCertificationExtraction)
+    assert ex.expiry_date == "2028-03-22"
+    wrapped = "CLIA ID Number 4802929584\n| Expiration Date 0-N\n30-Nov-2027\nLaboratory Director"
+    ex = extract(_scan_text(wrapped), T.LAB_CERTIFICATION, order="MDY")
+    assert ex.expiry_date == "2027-11-30"

@@ -351,3 +351,21 @@ def test_e_signature_box_with_its_reference_on_the_next_line() -> None:
     )
     footer = overall(detect_signatures(_text("Document No.: 2024-17\nIssued 03/04/2026")))
     assert footer.status == "unsigned"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "lectronically signed by: Beatriz Quintal, MD on 2026/01/07 18:15",
+        "Electronically \u2018signed by TELFORD, Marcus on.18/02/2026 10:37",
+        "Electronically signed. b\nvy: ALVARADO, Wesley on 26 Mar 2026 16:06",
+        "/si Solveig W. Vermeulen, MD 14 Mar 2026",
+    ],
+)
+def test_ocr_variants_of_text_signatures(text: str) -> None:
+    assert overall(detect_signatures(_text(text))).status == "signed"
+
+
+def test_the_signed_by_of_a_sentence_is_not_an_e_signature() -> None:
+    text = "The form must be returned once the signed by-laws are filed.\nSignature: ________"
+    assert overall(detect_signatures(_text(text))).status == "unsigned"
