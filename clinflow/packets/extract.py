@@ -337,7 +337,8 @@ _NAME_STOP = re.compile(
     r"record|programme|program|module|form|log|approval|laboratory|institution|academy|"
     r"network|society|association|foundation|college|school|council|group|office|services|"
     r"ethics|research|learning|experience|education|publications|professional|summary|"
-    r"profile|curriculum|vitae|employment|qualifications|certification|licensure)\b"
+    r"profile|curriculum|vitae|employment|qualifications|certification|licensure|score|"
+    r"reported|passing|minimum|stage|initials|function|transaction|envelope|signer|sign)\b"
 )
 _PARTICLES = frozenset(
     "van von der den de del della di da dos das du le la bin binti ibn al el ter ten y e".split()
@@ -386,6 +387,13 @@ def _looks_like_name(text: str) -> bool:
     if not 2 <= len(words) <= 6 or person_key(text) is None:
         return False
     # names are written capitalised ("SMITH, Jane", "Jan van der Berg"): a phrase is not
+    letters = [sum(c.isalpha() for c in w) for w in words]
+    if sum(1 for n in letters if n >= 2) < 2 or (
+        max(letters) < 3 and not all(re.search(r"(?i)[aeiouy]", w) for w in words)
+    ):
+        return False  # "Ww Ae": what OCR reads off a signature ("Li Na" is a name)
+    if "," not in text and letters[-1] == 1:
+        return False  # "Wesley T.": a name cut short (a surname never ends "Given I.")
     significant = [
         w for w in words if w.lower() not in _PARTICLES and not (w.endswith(".") and len(w) <= 5)
     ]  # particles and abbreviations ("med.") may be lower-case
@@ -466,7 +474,7 @@ def _site_number(reader: _Reader) -> str | None:
         if digits is None or len(value) > 24:
             return None
         return value.strip()
-    return token.strip(",;")
+    return token.strip(",;:.()[]")
 
 
 def _form_version(reader: _Reader) -> str | None:
@@ -627,7 +635,9 @@ def _unbordered_row(line: str, order: DateOrder) -> DelegatedStaff | None:
     """A staff row without cell borders: a leading person name, then a role or a date."""
     if "=" in line or ":" in line.split("/s/")[0][:40]:
         return None  # a legend ("1 = Informed consent") or a labelled line, not a staff row
-    found_name = _leading_name(line.strip())
+    # a row number ("1 Bronwen Okonjo") and OCR's stray marks before the name are not part of it
+    body = _JUNK_LEAD.sub("", _ROW_NUMBER.sub("", line.strip()))
+    found_name = _leading_name(body)
     if found_name is None:
         return None
     name, rest = found_name
@@ -637,6 +647,7 @@ def _unbordered_row(line: str, order: DateOrder) -> DelegatedStaff | None:
     return DelegatedStaff(name=name, start_date=dates[0][2].isoformat() if dates else None)
 
 
+_ROW_NUMBER = re.compile(r"^[#\W]*\d{1,3}[.)]?\s+")
 _HEADER_CELL = re.compile(
     r"(?i)^(?:#|no\.?|initials?|(?:study\s+|trial\s+)?role|function|title|position|"
     r"task(?:s|\s+codes?)?|duties|responsibilit(?:y|ies)|delegated\s+(?:tasks|duties)|"
@@ -646,7 +657,10 @@ _NAME_HEADER = re.compile(
     r"(?i)^(?:(?:(?:printed|staff|full)\s+)?name(?:\s+\(print\))?|staff(?:\s+member)?|"
     r"team\s+member|person(?:nel)?)$"
 )
-_ROWS_END = re.compile(r"(?i)task\s+codes?|statement|=|signer|signed|^page\s+\d|envelope")
+_ROWS_END = re.compile(
+    r"(?i)task\s+codes?|statement|=|signer|signed|^page\s+\d|envelope|transaction|"
+    r"document\s+id|e-?signature"
+)
 
 
 def _cell_per_line_rows(text: str, order: DateOrder) -> list[DelegatedStaff]:

@@ -24,6 +24,7 @@ _CREDENTIALS = re.compile(
 )
 _TITLES = re.compile(r"(?i)^(?:(?:prof(?:essor)?|dr|doctor|mr|mrs|ms|mx|miss|sir|dame)\.?\s+)+")
 _STRAY_STOP = re.compile(r"\b([^\W\d_a-z][^\W\d_]{2,})\.(?=\s)")
+_SURNAME_STOP = re.compile(r"^([^\W\d_][^\W\d_'-]{2,})\.\s+([^\W\d_]+(?:\s+[^\W\d_]\.?)?)$")
 _HYPHENED_INITIAL = re.compile(r"(\w)-([A-Z]\.)")
 _NOISE = re.compile(r"[^\w\s,.'\-]")
 
@@ -47,6 +48,9 @@ def clean_name(raw: str) -> str:
     text = _TITLES.sub("", text)
     # a full-stop after a whole given name is a slip of the pen or of OCR ("Calvin. P. Doe"):
     # nameparser would read "Calvin." as a title; initials ("P.") keep theirs
+    surname_first = _SURNAME_STOP.match(text)
+    if surname_first:  # "Vasquez. Grant N.": OCR read the comma of "Surname, Given" as a stop
+        text = f"{surname_first.group(1)}, {surname_first.group(2)}"
     text = _STRAY_STOP.sub(r"\1", text)
     text = _HYPHENED_INITIAL.sub(r"\1 \2", text)  # OCR: "Margit-C." for "Margit C."
     previous = None
