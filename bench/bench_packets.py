@@ -127,10 +127,10 @@ class RssSampler:
         self._thread.join()
 
 
-def ocr_rate(samples: list[tuple[Path, list[int]]], dpi: int, workers: int) -> float:
+def ocr_rate(samples: list[tuple[Path, list[int]]], dpi: int, max_dpi: int, workers: int) -> float:
     """Pages/s the OCR processes reach on their own on ``samples`` (median of 2 runs), each page
     at the resolution the parser would use (its scan's own, from ``dpi`` up to the cap)."""
-    options = ParseOptions(ocr_dpi=dpi)
+    options = ParseOptions(ocr_dpi=dpi, ocr_max_dpi=max(dpi, max_dpi))
     rates = []
     for _ in range(2):
         pages = 0
@@ -154,6 +154,7 @@ async def main(args: argparse.Namespace) -> None:
             "packets_review_deadline_seconds": 3600.0,
             "packets_external_url": None,
             "packets_ocr_dpi": args.ocr_dpi,
+            "packets_ocr_max_dpi": max(args.ocr_dpi, args.ocr_max_dpi),
         }
     )
     if args.corpus:
@@ -195,7 +196,7 @@ async def main(args: argparse.Namespace) -> None:
     rate = None
     if ocr_total:
         sample = ocr_samples[: max(1, min(len(ocr_samples), 8))]
-        rate = ocr_rate(sample, args.ocr_dpi, settings.packets_ocr_max_workers)
+        rate = ocr_rate(sample, args.ocr_dpi, args.ocr_max_dpi, settings.packets_ocr_max_workers)
     try:
         with RssSampler() as rss:
             async with AsyncExitStack() as stack:
@@ -213,7 +214,7 @@ async def main(args: argparse.Namespace) -> None:
         await deps.close()
     print(
         f"packets: {args.packets}  documents: {documents}  window: {args.parallel}  "
-        f"mix: {args.mix}  dpi: {args.ocr_dpi}"
+        f"mix: {args.mix}  dpi: {args.ocr_dpi}-{max(args.ocr_dpi, args.ocr_max_dpi)}"
     )
     print(
         f"settled in {elapsed:.1f} s  ->  {args.packets / elapsed * 60:.1f} packets/min, "
@@ -246,5 +247,8 @@ if __name__ == "__main__":
     parser.add_argument("--parallel", type=int, default=20)
     parser.add_argument("--corpus", help="folder of packet folders (default: the demo packets)")
     parser.add_argument("--mix", choices=("all", "text"), default="all")
-    parser.add_argument("--ocr-dpi", type=int, default=200)
+    parser.add_argument("--ocr-dpi", type=int, default=200, help="lowest OCR resolution")
+    parser.add_argument(
+        "--ocr-max-dpi", type=int, default=300, help="highest (scans are read at their own)"
+    )
     asyncio.run(main(parser.parse_args()))
