@@ -401,7 +401,7 @@ def _looks_like_name(text: str) -> bool:
 
 
 # characters OCR mistakes for one another
-_OCR_ALIKE = [set("EF"), set("O0DQ"), set("I1L|"), set("S5"), set("B8"), set("Z2"), set("G6")]
+_OCR_ALIKE = [set("EFPR"), set("O0DQ"), set("I1L|"), set("S5"), set("B8"), set("Z2"), set("G6")]
 
 
 def _ocr_same(found: str, known: str) -> bool:

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from nameparser import HumanName
+from rapidfuzz.distance import Levenshtein
 
 # Credentials nameparser does not know as suffixes; removed before parsing.
 _CREDENTIALS = re.compile(
@@ -57,7 +58,7 @@ def clean_name(raw: str) -> str:
     while previous != text:
         previous = text
         text = _CREDENTIALS.sub("", text).strip(" ,")
-    return " ".join(text.split())
+    return " ".join(text.split()).strip(" ,-\u2013")
 
 
 @lru_cache(maxsize=4096)
@@ -84,8 +85,10 @@ def same_person(a: str | None, b: str | None) -> bool:
     """Whether two written names denote the same person (first + last name; see module doc).
 
     Also true for a surname-first order ("WANG Xiaoming" vs "Xiaoming Wang"), a first-name
-    initial ("J. Smith"), and a multi-part surname written in full once and shortened once
-    ("Maria Garcia Lopez" vs "Maria Garcia"). False when either holds no name.
+    initial ("J. Smith"), a multi-part surname written in full once and shortened once
+    ("Maria Garcia Lopez" vs "Maria Garcia"), a given name written once after another ("Mary
+    Jane Smith" vs "Jane Smith"), and one letter of a long surname misread by OCR with the
+    same first name ("Owen Kowalezyk"). False when either holds no name.
     """
     if not a or not b:
         return False
@@ -94,6 +97,15 @@ def same_person(a: str | None, b: str | None) -> bool:
         return False
     if ka.last == kb.last and (ka.first == kb.first or _initial_match(ka.first, kb.first)):
         return True
+    if ka.last == kb.last and kb.first and (kb.first in ka.others or ka.first in kb.others):
+        return True  # a given name written once with another before it ("Mary Jane Smith")
+    if (
+        ka.first
+        and ka.first == kb.first
+        and min(len(ka.last), len(kb.last)) >= 6
+        and Levenshtein.distance(ka.last, kb.last) <= 1
+    ):
+        return True  # one letter of a long surname misread by OCR ("Kowalezyk")
     if ka.first == kb.last and ka.last == kb.first:
         return True
     if ka.first and ka.first == kb.first:
