@@ -338,7 +338,8 @@ _NAME_STOP = re.compile(
     r"network|society|association|foundation|college|school|council|group|office|services|"
     r"ethics|research|learning|experience|education|publications|professional|summary|"
     r"profile|curriculum|vitae|employment|qualifications|certification|licensure|score|"
-    r"reported|passing|minimum|stage|initials|function|transaction|envelope|signer|sign)\b"
+    r"reported|passing|minimum|stage|initials|function|transaction|envelope|signer|sign|"
+    r"consent|assessment|examination|oversight|prescribing|dispensing)\b"
 )
 _PARTICLES = frozenset(
     "van von der den de del della di da dos das du le la bin binti ibn al el ter ten y e".split()
@@ -381,8 +382,8 @@ def _name_prefix(value: str) -> str:
 def _looks_like_name(text: str) -> bool:
     if not text or len(text) > 80 or re.search(r"\d", text) or _NAME_STOP.search(text):
         return False
-    if not text[0].isalpha():
-        return False  # "'s Agreement" is what is left of a label, not a name
+    if not text[0].isalpha() or ";" in text:
+        return False  # "'s Agreement" is what is left of a label; "A; B" a list
     words = clean_name(text).split()
     if not 2 <= len(words) <= 6 or person_key(text) is None:
         return False

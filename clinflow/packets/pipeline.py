@@ -172,7 +172,12 @@ def evaluate_document(
         []
         if fatal
         else semantic_checks(
-            extraction, manifest=manifest, document=name, as_of=as_of, matrix=matrix
+            extraction,
+            manifest=manifest,
+            document=name,
+            as_of=as_of,
+            matrix=matrix,
+            ocr=bool(parsed.ocr_pages),
         )
     )
     return DocumentEvaluation(

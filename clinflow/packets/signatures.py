@@ -149,21 +149,31 @@ def _text_blocks(page: int, text: str, order: DateOrder) -> list[SignatureBlock]
     return blocks
 
 
+_DATE_LABEL = re.compile(r"(?i)(?:^|\s)date(?:\s+signed|\s+of\s+signature)?\s*:?\s*$|^\s*date\b")
+
+
 def _block_date(parse: ParseResult, page: int, order: DateOrder) -> str | None:
     """The date written in the signature block of ``page`` (a hand-signed or pictured
-    signature carries no machine-readable date: the block's "Date" field has it): the first
-    date on the lines around the last signature label of the page."""
+    signature carries no machine-readable date: the block's "Date" field has it): the date
+    closest to the last short line holding a signature or date label (prose such as "By my
+    signature I confirm..." is not a block)."""
     pages = [p for p in parse.pages if p.index == page] or parse.pages[-1:]
     if not pages:
         return None
     lines = pages[0].text.splitlines()
     label = _label_pattern()
-    at = [i for i, line in enumerate(lines) if label.search(line)]
+    at = [
+        i
+        for i, line in enumerate(lines)
+        if len(line.strip()) <= 60 and (label.search(line) or _DATE_LABEL.search(line))
+    ]
     for i in reversed(at):
-        for line in lines[max(0, i - 2) : i + 3]:
-            found = find_dates(line, order=order)
-            if found:
-                return found[0][2].isoformat()
+        for distance in (0, 1, -1, 2, -2, 3, -3):
+            j = i - distance  # lines above first: the date is written above its label
+            if 0 <= j < len(lines):
+                found = find_dates(lines[j], order=order)
+                if found:
+                    return found[0][2].isoformat()
     return None
 
 

@@ -141,8 +141,24 @@ def canonical_site_number(value: str) -> str:
     return runs[-1].lstrip("0") or "0" if runs else value.strip().upper()
 
 
-def _same_site(a: str, b: str) -> bool:
-    return canonical_site_number(a) == canonical_site_number(b)
+# digits OCR reads for one another on a noisy scan
+_OCR_DIGITS_ALIKE = (frozenset("147"), frozenset("0689"), frozenset("38"), frozenset("56"))
+
+
+def _ocr_alike(a: str, b: str) -> bool:
+    """Equal-length digit strings whose every difference is a pair OCR confuses ("944" read
+    for "941"). A wrong site number is a different number, not that."""
+    return len(a) == len(b) and all(
+        x == y or any(x in g and y in g for g in _OCR_DIGITS_ALIKE)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def _same_site(a: str, b: str, *, ocr: bool = False) -> bool:
+    """Whether two written site numbers are one site; on a document read by OCR, digits OCR
+    confuses count as equal (a site number a scan garbled is not a compliance block)."""
+    ca, cb = canonical_site_number(a), canonical_site_number(b)
+    return ca == cb or (ocr and ca.isdigit() and cb.isdigit() and _ocr_alike(ca, cb))
 
 
 def _expiry_findings(
@@ -160,8 +176,10 @@ def semantic_checks(
     document: str,
     as_of: date,
     matrix: ProtocolMatrix | None = None,
+    ocr: bool = False,
 ) -> list[Finding]:
-    """Rules about what one document says, against the packet and the protocol matrix."""
+    """Rules about what one document says, against the packet and the protocol matrix.
+    ``ocr``: the document's text was read by OCR (tolerated slips: see ``_same_site``)."""
     out: list[Finding] = []
     activation = activation_date(manifest, as_of)
     matrix = matrix or load_protocol_matrix()
@@ -179,7 +197,7 @@ def semantic_checks(
     if (
         extraction.site_number
         and manifest.site_number
-        and not _same_site(extraction.site_number, manifest.site_number)
+        and not _same_site(extraction.site_number, manifest.site_number, ocr=ocr)
     ):
         out.append(
             make_finding(
@@ -309,5 +327,10 @@ def validate_document(
     if any(f.category == "FATAL_SCHEMA_MISMATCH" for f in findings):
         return findings
     return findings + semantic_checks(
-        extraction, manifest=manifest, document=document, as_of=as_of, matrix=matrix
+        extraction,
+        manifest=manifest,
+        document=document,
+        as_of=as_of,
+        matrix=matrix,
+        ocr=bool(parse.ocr_pages),
     )

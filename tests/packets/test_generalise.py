@@ -418,3 +418,12 @@ def test_ocr_split_dates_and_labels() -> None:
     wrapped = "CLIA ID Number 4802929584\n| Expiration Date 0-N\n30-Nov-2027\nLaboratory Director"
     ex = extract(_scan_text(wrapped), T.LAB_CERTIFICATION, order="MDY")
     assert ex.expiry_date == "2027-11-30"
+
+
+def test_site_number_read_by_ocr_tolerates_confusable_digits_only() -> None:
+    from clinflow.packets.validate import _same_site
+
+    assert _same_site("944", "0941", ocr=True)  # 1 read as 4 on a noisy scan
+    assert not _same_site("944", "0941")  # a text layer says what it says
+    assert not _same_site("0942", "0941", ocr=True)  # 2 is not a slip of 1: another site
+    assert _same_site("US-0142", "142")
