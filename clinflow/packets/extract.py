@@ -465,11 +465,19 @@ def _protocol_version(reader: _Reader, known_protocol: str | None = None) -> str
     return inline.group(1) if inline else None
 
 
+_SITE_IN_TEXT = re.compile(r"(?i)\bsite\s+((?:[A-Z]{2}-?)?\d{2,})")
+
+
 def _site_number(reader: _Reader) -> str | None:
     value = (reader.value("site_number") or "").lstrip(" .:#-\u2013")
     if not value:
         return None
     token = value.split()[0] if value.split() else ""
+    later = _SITE_IN_TEXT.search(value)
+    if later and re.fullmatch(r"\W?\d\W?", token):
+        # "Site 7 Saint Clare Hospital, site 958": OCR read the table border after the label
+        # as a digit; the number the row states is the later one
+        return later.group(1)
     if not _SITE_DIGITS.search(token):
         digits = _SITE_DIGITS.search(value)
         if digits is None or len(value) > 24:
