@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil
 from pypdf import PdfReader
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deps import Deps
 from clinflow.keyring import Keyring
@@ -60,7 +61,13 @@ async def stage_seconds(client: Any, workflow_ids: list[str]) -> dict[str, float
     for wf_id in workflow_ids:
         scheduled: dict[int, str] = {}
         started: dict[int, float] = {}
-        async for ev in client.get_workflow_handle(wf_id).fetch_history_events():
+        try:
+            events = [ev async for ev in client.get_workflow_handle(wf_id).fetch_history_events()]
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                continue  # a packet rejected before it started (e.g. a region with no checklist)
+            raise
+        for ev in events:
             t = ev.event_time.ToDatetime().timestamp()
             if ev.HasField("activity_task_scheduled_event_attributes"):
                 scheduled[ev.event_id] = (
