@@ -317,7 +317,7 @@ def _loaders() -> list[tuple[str, Callable[[], object]]]:
         ("rules/protocol_versions.yaml", protocol_matrix.load_protocol_matrix),
         ("rules/signatures.yaml", signatures._patterns),
         ("rules/signatures.yaml", signature_ink._config),
-        ("rules/signatures.yaml", signature_ink._search_config),
+        ("rules/signatures.yaml", signatures.label_pattern),
         ("rules/validation_rules.yaml", rules.rule_table),
     ]
     return found

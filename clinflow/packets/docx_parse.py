@@ -23,7 +23,7 @@ from clinflow.packets.models import (
     SignatureMark,
 )
 from clinflow.packets.rules import fatal
-from clinflow.packets.signature_ink import label_pattern
+from clinflow.packets.signatures import label_pattern
 
 _PAGES = re.compile(rb"<Pages>(\d+)</Pages>")
 _MAX_TABLES = 50

@@ -41,6 +41,7 @@ from clinflow.packets.extraction_models import (
     UnknownExtraction,
 )
 from clinflow.packets.models import DocumentType, ParseResult
+from clinflow.packets.ocr_slips import IDENTIFIER_ALIKE, ocr_alike
 from clinflow.packets.person_names import clean_name, person_key
 from clinflow.packets.protocol_matrix import load_protocol_matrix
 from clinflow.packets.signatures import detect_signatures, overall
@@ -401,20 +402,10 @@ def _looks_like_name(text: str) -> bool:
     return bool(significant) and all(w[0].isupper() for w in significant if w[0].isalpha())
 
 
-# characters OCR mistakes for one another
-_OCR_ALIKE = [set("EFPR"), set("O0DQ"), set("I1L|"), set("S5"), set("B8"), set("Z2"), set("G6")]
-
-
 def _ocr_same(found: str, known: str) -> bool:
     """Whether an OCR'd protocol number is the known one with OCR's confusions ("CEX-301" for
-    "CFX-301"): same length, every difference a confusable pair. A real other protocol differs
-    in other ways ("NVX-210", "CFX-302")."""
-    a, b = found.upper(), known.upper()
-    if len(a) != len(b) or a == b:
-        return a == b
-    return all(
-        x == y or any(x in g and y in g for g in _OCR_ALIKE) for x, y in zip(a, b, strict=True)
-    )
+    "CFX-301"). A real other protocol differs in other ways ("NVX-210", "CFX-302")."""
+    return ocr_alike(found.upper(), known.upper(), IDENTIFIER_ALIKE)
 
 
 def _not_a_protocol(token: str) -> bool:

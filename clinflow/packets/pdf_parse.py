@@ -29,8 +29,8 @@ from clinflow.packets.models import (
 )
 from clinflow.packets.ocr import ocr_pdf_pages
 from clinflow.packets.rules import fatal
-from clinflow.packets.signature_ink import label_pattern, measure_labels
-from clinflow.packets.signatures import has_text_signature
+from clinflow.packets.signature_ink import measure_labels
+from clinflow.packets.signatures import has_text_signature, label_pattern
 
 log = logging.getLogger(__name__)
 

@@ -109,8 +109,6 @@ def ink_ratio(dark: np.ndarray, page_width: int, *, min_extent: int = 0) -> floa
         if found is None:
             continue
         ys, xs = np.nonzero((labels[found] == index) & dark[found])
-        if len(ys) == 0:
-            continue
         if len(ys) < _MIN_COMPONENT or _is_rule(ys, xs, page_width) or _is_blob(ys, xs):
             continue
         tall, wide = found[0].stop - found[0].start, found[1].stop - found[1].start
@@ -121,18 +119,6 @@ def ink_ratio(dark: np.ndarray, page_width: int, *, min_extent: int = 0) -> floa
 
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the page bitmap
-
-
-def label_pattern() -> re.Pattern[str]:
-    """Where a signature label is written in a line of text (the YAML ``labels``)."""
-    return _search_config()
-
-
-@register_cache
-@lru_cache(maxsize=1)
-def _search_config() -> re.Pattern[str]:
-    raw = read_yaml("rules", "signatures.yaml")
-    return re.compile(r"(?i)\b(?:" + "|".join(raw["labels"]) + r")\b")
 
 
 def measure_marks(image: Image.Image, data: dict[str, list[Any]], page: int) -> list[SignatureMark]:
@@ -169,9 +155,7 @@ def _dark_mask(image: Image.Image, rendered: bool) -> np.ndarray:
     """Dark pixels of a greyscale page. A ``rendered`` page (a text PDF drawn by pdfium) has no
     scanner noise: every pixel that is not paper white counts (thin anti-aliased pen strokes
     render light grey); a scan's threshold is lower (see ``_SCAN_DARK``)."""
-    if rendered:
-        return np.asarray(image.convert("L")) < 215
-    return np.asarray(image.convert("L")) < _SCAN_DARK
+    return np.asarray(image.convert("L")) < (215 if rendered else _SCAN_DARK)
 
 
 def _blank(dark: np.ndarray, printed: list[Box]) -> np.ndarray:

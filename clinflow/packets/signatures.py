@@ -62,6 +62,15 @@ def _patterns() -> _Patterns:
     )
 
 
+@register_cache
+@lru_cache(maxsize=1)
+def label_pattern() -> re.Pattern[str]:
+    """Where a signature label is written in a line of text (the YAML ``labels``); the parsers
+    look beside these for ink or pictures."""
+    raw = read_yaml("rules", "signatures.yaml")
+    return re.compile(r"(?i)\b(?:" + "|".join(raw["labels"]) + r")\b")
+
+
 def _signer(raw: str) -> str | None:
     name = _CREDENTIAL_TAIL.sub("", raw.strip())
     name = _NAME_END.sub("", name).strip(" :,-|")
@@ -161,7 +170,7 @@ def _block_date(parse: ParseResult, page: int, order: DateOrder) -> str | None:
     if not pages:
         return None
     lines = pages[0].text.splitlines()
-    label = _label_pattern()
+    label = label_pattern()
     at = [
         i
         for i, line in enumerate(lines)
@@ -175,12 +184,6 @@ def _block_date(parse: ParseResult, page: int, order: DateOrder) -> str | None:
                 if found:
                     return found[0][2].isoformat()
     return None
-
-
-def _label_pattern() -> re.Pattern[str]:
-    from clinflow.packets.signature_ink import label_pattern
-
-    return label_pattern()
 
 
 def has_text_signature(text: str) -> bool:

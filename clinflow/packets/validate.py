@@ -28,6 +28,7 @@ from clinflow.packets.models import (
     Finding,
     ParseResult,
 )
+from clinflow.packets.ocr_slips import DIGITS_ALIKE, ocr_alike
 from clinflow.packets.protocol_matrix import ProtocolMatrix, load_protocol_matrix
 from clinflow.packets.rules import make_finding, rule_param
 from clinflow.packets.versions import resolve_version
@@ -141,24 +142,11 @@ def canonical_site_number(value: str) -> str:
     return runs[-1].lstrip("0") or "0" if runs else value.strip().upper()
 
 
-# digits OCR reads for one another on a noisy scan
-_OCR_DIGITS_ALIKE = (frozenset("147"), frozenset("0689"), frozenset("38"), frozenset("56"))
-
-
-def _ocr_alike(a: str, b: str) -> bool:
-    """Equal-length digit strings whose every difference is a pair OCR confuses ("944" read
-    for "941"). A wrong site number is a different number, not that."""
-    return len(a) == len(b) and all(
-        x == y or any(x in g and y in g for g in _OCR_DIGITS_ALIKE)
-        for x, y in zip(a, b, strict=True)
-    )
-
-
 def _same_site(a: str, b: str, *, ocr: bool = False) -> bool:
     """Whether two written site numbers are one site; on a document read by OCR, digits OCR
     confuses count as equal (a site number a scan garbled is not a compliance block)."""
     ca, cb = canonical_site_number(a), canonical_site_number(b)
-    return ca == cb or (ocr and ca.isdigit() and cb.isdigit() and _ocr_alike(ca, cb))
+    return ca == cb or (ocr and ca.isdigit() and cb.isdigit() and ocr_alike(ca, cb, DIGITS_ALIKE))
 
 
 def _expiry_findings(

@@ -141,13 +141,19 @@ CASES = [
 ]
 
 
-def _parse(text: str) -> ParseResult:
+def _parse(text: str, *, ocr: bool = False) -> ParseResult:
+    """A one-page PDF parse of ``text``; with ``ocr`` its text as OCR read it from a scan."""
     return ParseResult(
         kind=FileKind.PDF,
         sha256="0" * 64,
         size=len(text),
         page_count=1,
-        pages=[PageText(index=0, text=text, chars=len(text))],
+        pages=[
+            PageText(
+                index=0, text=text, chars=len(text), ocr=ocr, ocr_confidence=80.0 if ocr else None
+            )
+        ],
+        ocr_pages=[0] if ocr else [],
     )
 
 
@@ -337,18 +343,6 @@ def test_more_layouts_classify(text: str, expected: DocumentType) -> None:
     assert classify_text(text).doc_type is expected
 
 
-def _scan_text(text: str) -> ParseResult:
-    """Text as OCR read it from a scanned page."""
-    return ParseResult(
-        kind=FileKind.PDF,
-        sha256="0" * 64,
-        size=len(text),
-        page_count=1,
-        pages=[PageText(index=0, text=text, chars=len(text), ocr=True, ocr_confidence=80.0)],
-        ocr_pages=[0],
-    )
-
-
 def test_signature_page_is_dated_by_its_protocol_version() -> None:
     from clinflow.packets.extraction_models import ProtocolSignaturePageExtraction
 
@@ -368,12 +362,13 @@ def test_signature_page_is_dated_by_its_protocol_version() -> None:
 
 def test_ocr_slips_in_protocol_number_and_version_resolve_to_the_packets() -> None:
     text = "Favourable Ethical Opinion\nProtocol number\nCEX-301\nProtocol version\n41\n"
-    scanned = extract(_scan_text(text), T.IRB_APPROVAL, order="DMY", protocol_number="CFX-301")
+    scan = _parse(text, ocr=True)
+    scanned = extract(scan, T.IRB_APPROVAL, order="DMY", protocol_number="CFX-301")
     assert scanned.protocol_number == "CFX-301"
     typed = extract(_parse(text), T.IRB_APPROVAL, order="DMY", protocol_number="CFX-301")
     assert typed.protocol_number == "CEX-301"  # a text layer has no OCR slips: a real mismatch
     other = "Protocol number\nNVX-210\n"
-    scanned = extract(_scan_text(other), T.IRB_APPROVAL, protocol_number="CFX-301")
+    scanned = extract(_parse(other, ocr=True), T.IRB_APPROVAL, protocol_number="CFX-301")
     assert scanned.protocol_number == "NVX-210"
 
 
@@ -412,11 +407,11 @@ def test_ocr_split_dates_and_labels() -> None:
         "CERTIFICATE OF ACCREDITATION\nCLIA ID Number | 4209798159\n"
         "| Expiration n Date. ee | 22- MAR- 2028\nLaboratory Director | Harriet Oyelaran\n"
     )
-    ex = extract(_scan_text(text), T.LAB_CERTIFICATION, order="MDY")
+    ex = extract(_parse(text, ocr=True), T.LAB_CERTIFICATION, order="MDY")
     assert isinstance(ex, LabCertificationExtraction)
     assert ex.expiry_date == "2028-03-22"
     wrapped = "CLIA ID Number 4802929584\n| Expiration Date 0-N\n30-Nov-2027\nLaboratory Director"
-    ex = extract(_scan_text(wrapped), T.LAB_CERTIFICATION, order="MDY")
+    ex = extract(_parse(wrapped, ocr=True), T.LAB_CERTIFICATION, order="MDY")
     assert ex.expiry_date == "2027-11-30"
 
 
