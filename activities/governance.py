@@ -19,6 +19,7 @@ from clinflow.retention import Retention
 class SealInput(BaseModel):
     chain: str = DEFAULT_CHAIN
     actor: str = "schedule:audit-seal"
+    checkpoint_only: bool = False  # only sign the head into the archive (the minute schedule)
 
 
 class SealSummary(BaseModel):
@@ -28,6 +29,8 @@ class SealSummary(BaseModel):
     first_seq: int | None = None
     last_seq: int | None = None
     head_seq: int
+    checkpoint_seq: int | None = None  # the head the archive's latest signed checkpoint names
+    checkpoint_written: bool = False
 
 
 class VerifyArchiveInput(BaseModel):
@@ -66,8 +69,24 @@ class GovernanceActivities:
     @activity.defn(name="governance.seal_audit")
     @taxonomy_errors
     async def seal_audit(self, req: SealInput) -> SealSummary:
-        """Seal every not-yet-archived audit entry into write-once segments."""
-        result = await self._archive(req.chain).seal(actor=req.actor)
+        """Seal every not-yet-archived audit entry into write-once segments, checkpointing
+        the head before and after; with ``checkpoint_only``, only checkpoint the head.
+        COMPLIANCE_BLOCK (AUDIT_CHAIN_TAMPERED) when the chain no longer extends the
+        latest checkpoint."""
+        archive = self._archive(req.chain)
+        if req.checkpoint_only:
+            only = await archive.checkpoint(reason=req.actor)
+            seq = only.checkpoint.seq if only.checkpoint else None
+            return SealSummary(
+                chain=req.chain,
+                segments=0,
+                entries=0,
+                head_seq=seq or 0,
+                checkpoint_seq=seq,
+                checkpoint_written=only.written,
+            )
+        result = await archive.seal(actor=req.actor)
+        cp = result.checkpoint
         return SealSummary(
             chain=req.chain,
             segments=len(result.segments),
@@ -75,6 +94,8 @@ class GovernanceActivities:
             first_seq=result.segments[0].first_seq if result.segments else None,
             last_seq=result.segments[-1].last_seq if result.segments else None,
             head_seq=result.head_seq,
+            checkpoint_seq=cp.checkpoint.seq if cp and cp.checkpoint else None,
+            checkpoint_written=bool(cp and cp.written),
         )
 
     @activity.defn(name="governance.verify_archive")

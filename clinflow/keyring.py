@@ -1,10 +1,12 @@
 """Key material by purpose, with key ids for rotation.
 
 A keyring holds, per purpose (payload codec, object-store key-encryption key,
-audit-chain HMAC, log tokenisation, access-token signing, system signatures),
-a set of 256-bit keys and the id of the
-active one. New material is always produced with the active key; every key in
-the set still opens what it produced, which is what makes rotation safe.
+audit-chain HMAC, log tokenisation, access-token signing, system signatures,
+audit-archive signing), a set of 256-bit keys and the id of the active one.
+New material is always produced with the active key; every key in the set
+still opens what it produced, which is what makes rotation safe. An
+``archive`` key is the 32-byte seed of an Ed25519 key pair: it signs archive
+seals and head checkpoints, and its public half verifies them.
 
 Sources, in order: ``CLINFLOW_KEYRING_JSON`` (inline JSON, for containers and
 CI secrets) or the keyring file (``<home>/keyring.json`` by default, written
@@ -24,8 +26,16 @@ from typing import Literal
 
 from clinflow.settings import Settings
 
-Purpose = Literal["payload", "object", "audit", "token", "auth", "signing"]
-PURPOSES: tuple[Purpose, ...] = ("payload", "object", "audit", "token", "auth", "signing")
+Purpose = Literal["payload", "object", "audit", "token", "auth", "signing", "archive"]
+PURPOSES: tuple[Purpose, ...] = (
+    "payload",
+    "object",
+    "audit",
+    "token",
+    "auth",
+    "signing",
+    "archive",
+)
 KEY_BYTES = 32
 
 
@@ -156,6 +166,11 @@ class Keyring:
             return ks.keys[key_id]
         except KeyError:
             raise KeyringError(f"unknown {purpose} key id {key_id!r}") from None
+
+    def all(self, purpose: Purpose) -> dict[str, bytes]:
+        """Every key of ``purpose`` by id (empty when the keyring lacks the purpose)."""
+        ks = self.sets.get(purpose)
+        return dict(ks.keys) if ks else {}
 
     def rotate(self, purpose: Purpose) -> str:
         """Add a new random key for ``purpose`` and make it active; old keys remain."""

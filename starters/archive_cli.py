@@ -1,9 +1,12 @@
 """CLI for the audit archive, retention and PDF signatures.
 
-``clinflow audit seal [--schedule]``, ``clinflow audit verify-archive``,
-``clinflow retention plan|run|schedule`` and ``clinflow pdf verify-signature FILE``.
-Sealing and purging are state changes, so they run as workflows (a worker must
-serve ``archive_task_queue``); planning and verifying only read.
+``clinflow audit seal [--schedule]``, ``clinflow audit checkpoint``,
+``clinflow audit verify-archive``, ``clinflow audit archive-key``,
+``clinflow retention plan|run|schedule`` and ``clinflow pdf verify-signature FILE``;
+and the archive half of ``clinflow audit verify`` (:func:`verify_anchored`,
+:func:`describe_anchored`). Sealing, checkpointing and purging are state changes,
+so they run as workflows (a worker must serve ``archive_task_queue``); planning
+and verifying only read.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ console = Console()
 err = Console(stderr=True)
 
 SEAL_SCHEDULE_ID = "clinflow-audit-seal"
+CHECKPOINT_SCHEDULE_ID = "clinflow-audit-checkpoint"
 RETENTION_SCHEDULE_ID = "clinflow-retention"
 
 retention_app = typer.Typer(help="Retention policies and purge.", no_args_is_help=True)
@@ -50,6 +54,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 # --------------------------------------------------------------------------- schedules
 def _schedules(settings: Settings) -> dict[str, Schedule]:
+    from clinflow.audit_archive import CHECKPOINT_INTERVAL
     from workflows.governance import (
         AuditSealInput,
         AuditSealWorkflow,
@@ -75,6 +80,16 @@ def _schedules(settings: Settings) -> dict[str, Schedule]:
             ),
             policy=skip,
         ),
+        CHECKPOINT_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(
+                AuditSealWorkflow.run,
+                AuditSealInput(seal=False, verify=False, actor="schedule:audit-checkpoint"),
+                id="audit-checkpoint",
+                task_queue=settings.archive_task_queue,
+            ),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=CHECKPOINT_INTERVAL)]),
+            policy=skip,
+        ),
         RETENTION_SCHEDULE_ID: Schedule(
             action=ScheduleActionStartWorkflow(
                 RetentionWorkflow.run,
@@ -89,7 +104,7 @@ def _schedules(settings: Settings) -> dict[str, Schedule]:
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> dict[str, str]:
-    """Create (or bring up to date) the seal and retention schedules; idempotent.
+    """Create (or bring up to date) the seal, checkpoint and retention schedules; idempotent.
 
     Returns schedule id -> "created" | "updated".
     """
@@ -128,7 +143,10 @@ def _schedule_cmd() -> None:
 def audit_seal(
     chain: Annotated[str, typer.Option(help="Which chain.")] = "main",
     schedule: Annotated[
-        bool, typer.Option("--schedule", help="Create/update the seal and retention schedules.")
+        bool,
+        typer.Option(
+            "--schedule", help="Create/update the seal, checkpoint and retention schedules."
+        ),
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the seal.")] = 300.0,
 ) -> None:
@@ -162,14 +180,86 @@ def audit_seal(
             f"audit chain {chain!r}: sealed entries {seal.first_seq}..{seal.last_seq} "
             f"in {seal.segments} segment(s); archive verified ({result.verified_segments} segments)"
         )
+    if seal.checkpoint_seq is not None:
+        console.print(f"head checkpointed at entry {seal.checkpoint_seq}")
+
+
+def audit_checkpoint(
+    chain: Annotated[str, typer.Option(help="Which chain.")] = "main",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
+) -> None:
+    """Sign the chain's head into the archive now (the checkpoint schedule does it every
+    minute); refused when the chain no longer extends the latest checkpoint."""
+    from workflows.governance import AuditSealInput, AuditSealWorkflow
+
+    settings = get_settings()
+
+    async def go() -> Any:
+        client = await _client(settings)
+        return await asyncio.wait_for(
+            client.execute_workflow(
+                AuditSealWorkflow.run,
+                AuditSealInput(chain=chain, seal=False, verify=False, actor="cli:audit-checkpoint"),
+                id=f"audit-checkpoint-{chain}-on-demand",
+                task_queue=settings.archive_task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            ),
+            timeout,
+        )
+
+    seal = asyncio.run(go()).seal
+    if seal.checkpoint_seq is None:
+        console.print(f"audit chain {chain!r}: empty, nothing to checkpoint")
+        return
+    what = "checkpointed" if seal.checkpoint_written else "already checkpointed"
+    console.print(f"audit chain {chain!r}: head {what} at entry {seal.checkpoint_seq}")
+
+
+def audit_archive_key(
+    out: Annotated[Path | None, typer.Option(help="Write the PEM here instead.")] = None,
+) -> None:
+    """Print the archive's Ed25519 public keys (PEM): all a verifier needs to check seals
+    and checkpoints (pass them to verify-archive/verify with --public-key)."""
+    from clinflow.audit_archive import ArchiveKeys
+
+    keys = ArchiveKeys.from_keyring(Keyring.load(get_settings()))
+    if not keys.keys:
+        raise _fail("the keyring has no archive key: run 'clinflow keys rotate archive'")
+    pem = keys.to_pem()
+    if out is None:
+        print(pem, end="")
+        return
+    out.write_text(pem)
+    err.print(f"wrote {len(keys.keys)} key(s) ({', '.join(keys.keys)}) to {out}")
+
+
+PublicKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--public-key",
+        help="PEM file of the archive public keys to trust (default: the keyring's).",
+    ),
+]
+
+
+def _trusted_keys(public_key: Path | None) -> Any:
+    from clinflow.audit_archive import ArchiveError, ArchiveKeys
+
+    if public_key is None:
+        return None
+    try:
+        return ArchiveKeys.from_pem(public_key.read_text())
+    except (OSError, ArchiveError) as exc:
+        raise _fail(f"cannot read archive public keys from {public_key}: {exc}") from exc
 
 
 def audit_verify_archive(
     chain: Annotated[str, typer.Option(help="Which chain.")] = "main",
+    public_key: PublicKeyOption = None,
 ) -> None:
     """Check every sealed segment against the database; name the first discrepancy."""
     settings = get_settings()
-    report = asyncio.run(_verify_archive(settings, chain))
+    report = asyncio.run(_verify_archive(settings, chain, _trusted_keys(public_key)))
     if report.ok:
         console.print(
             f"[green]audit archive {chain!r} verified[/]: {report.segments} segments, "
@@ -180,7 +270,7 @@ def audit_verify_archive(
     raise _fail(f"audit archive {chain!r}: segment {d.segment_no}: {d.problem}", code=2)
 
 
-async def _verify_archive(settings: Settings, chain: str) -> Any:
+async def _verify_archive(settings: Settings, chain: str, keys: Any = None) -> Any:
     from clinflow.audit_archive import AuditArchive
     from clinflow.db import create_pool
     from clinflow.object_store import ObjectStore
@@ -189,9 +279,87 @@ async def _verify_archive(settings: Settings, chain: str) -> Any:
     pool = await create_pool(settings)
     try:
         async with ObjectStore(settings, keyring) as store:
-            return await AuditArchive(settings, pool, keyring, store, chain).verify_archive()
+            archive = AuditArchive(settings, pool, keyring, store, chain, trusted_keys=keys)
+            return await archive.verify_archive()
     finally:
         await pool.close()
+
+
+def verify_anchored(settings: Settings, chain: str, public_key: Path | None = None) -> Any:
+    """``audit verify``'s chain check: the database against the latest signed checkpoint
+    (an AnchoredVerifyReport). Exits 1 when the archive cannot be read: a chain checked
+    without its checkpoint cannot show a truncated tail."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from clinflow.audit_archive import AuditArchive
+    from clinflow.db import create_pool
+    from clinflow.errors import ClinflowError
+    from clinflow.object_store import ObjectStore
+
+    keys = _trusted_keys(public_key)
+
+    async def go() -> Any:
+        keyring = Keyring.load(settings)
+        pool = await create_pool(settings)
+        try:
+            async with ObjectStore(settings, keyring) as store:
+                archive = AuditArchive(settings, pool, keyring, store, chain, trusted_keys=keys)
+                return await archive.verify_chain()
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(go())
+    except (ClinflowError, BotoCoreError, ClientError) as exc:
+        raise _fail(f"cannot read the audit archive's checkpoints: {exc}") from exc
+
+
+def describe_anchored(report: Any) -> tuple[list[str], list[str]]:
+    """(notes, errors) to print for an AnchoredVerifyReport; any error means exit 2."""
+    chain = report.chain
+    notes: list[str] = []
+    errors: list[str] = []
+    r = report.report
+    cp = report.checkpoint.checkpoint if report.checkpoint else None
+    if r.ok:
+        notes.append(f"[green]audit chain {chain!r} verified[/]: {r.entries} entries intact")
+    else:
+        brk = r.first_break
+        where = {
+            "truncated": "is truncated",
+            "diverged": "was rewritten",
+            "head_reset": "has a reset head",
+            "head_missing": "has a reset head",
+        }.get(brk.kind, f"is broken at entry {brk.seq}")
+        label = "replaced range" if brk.kind == "diverged" else "missing range"
+        missing = f", {label} {brk.missing_range}" if brk.missing_range else ""
+        errors.append(
+            f"audit chain {chain!r} {where}: last trusted entry {brk.last_trusted}{missing}. "
+            f"{brk.problem[0].upper()}{brk.problem[1:]}"
+        )
+    if cp is not None:
+        when = cp.checkpointed_at.isoformat(timespec="seconds")
+        lead = "anchored by the signed checkpoint" if r.ok else "latest signed checkpoint"
+        notes.append(
+            f"{lead} of {when} at entry {cp.seq} "
+            f"(entry id {cp.entry_id}, key {cp.signing_key_id[:16]}): "
+            f"{report.checkpoint.uri}"
+        )
+        if r.ok and report.unanchored_entries:
+            stale = " [yellow](stale: is the checkpoint schedule running?)[/]"
+            notes.append(
+                f"{report.unanchored_entries} newer entr"
+                f"{'y is' if report.unanchored_entries == 1 else 'ies are'} not yet checkpointed"
+                + (stale if report.stale else "")
+            )
+    elif r.ok and r.entries:
+        notes.append(
+            f"[yellow]warning:[/] no signed checkpoint of chain {chain!r} in the archive yet: "
+            "a truncated tail cannot be detected ('clinflow audit seal --schedule')"
+        )
+    for obj in report.refused:
+        errors.append(f"refused checkpoint {obj.uri}: {obj.problem}")
+    return notes, errors
 
 
 # --------------------------------------------------------------------------- retention
@@ -333,9 +501,11 @@ def _audit_group(root: typer.Typer) -> typer.Typer:
 
 
 def register(root: typer.Typer) -> None:
-    """Add ``audit seal``, ``audit verify-archive``, ``retention ...`` and ``pdf ...``."""
+    """Add ``audit seal|checkpoint|verify-archive|archive-key``, ``retention ...``, ``pdf ...``."""
     audit = _audit_group(root)
     audit.command("seal")(audit_seal)
+    audit.command("checkpoint")(audit_checkpoint)
     audit.command("verify-archive")(audit_verify_archive)
+    audit.command("archive-key")(audit_archive_key)
     root.add_typer(retention_app, name="retention")
     root.add_typer(pdf_app, name="pdf")

@@ -169,18 +169,31 @@ def storage_init() -> None:
 @audit_app.command("verify")
 def audit_verify(
     chain: Annotated[str, typer.Option(help="Which chain.")] = "main",
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key", help="PEM of the archive public keys to trust (default: keyring's)."
+        ),
+    ] = None,
 ) -> None:
-    """Recompute the audit chain and re-verify its e-signatures.
+    """Recompute the audit chain, check it against the archive's latest signed checkpoint,
+    and re-verify its e-signatures.
 
-    Names the first entry altered, removed or reordered, or counts the signed decisions
-    that no longer verify; exits 2 on either.
+    Names the first entry altered, removed or reordered, a truncated or rewritten tail or
+    a reset head (with the last trusted entry and the missing range), any refused (forged)
+    checkpoint, or counts the signed decisions that no longer verify; exits 2 on any.
     """
-    report, signatures = asyncio.run(_audit_verify(get_settings(), chain))
-    if not report.ok:
-        brk = report.first_break
-        assert brk is not None
-        raise fail(f"audit chain {chain!r} is broken at entry {brk.seq}: {brk.problem}", code=2)
-    console.print(f"[green]audit chain {chain!r} verified[/]: {report.entries} entries intact")
+    from starters.archive_cli import describe_anchored, verify_anchored
+
+    settings = get_settings()
+    notes, errors = describe_anchored(verify_anchored(settings, chain, public_key))
+    for line in notes:
+        console.print(line, soft_wrap=True)
+    if errors:
+        for line in errors:
+            err.print(f"[bold red]error:[/] {line}", soft_wrap=True)
+        raise typer.Exit(2)
+    signatures = asyncio.run(_audit_signatures(settings, chain))
     if not signatures.ok:
         raise fail(
             f"{signatures.failed} of {signatures.checked} signed decisions in chain {chain!r} "
@@ -190,16 +203,14 @@ def audit_verify(
     console.print(f"[green]{signatures.checked} signed decisions verified[/]")
 
 
-async def _audit_verify(settings: Settings, chain: str) -> tuple[Any, Any]:
-    """The chain's MAC report and the report of the e-signatures it carries."""
-    from clinflow.audit_chain import AuditChain
+async def _audit_signatures(settings: Settings, chain: str) -> Any:
+    """The report of the e-signatures the chain carries."""
     from clinflow.db import create_pool
     from clinflow.esign import verify_audit_signatures
 
     pool = await create_pool(settings)
     try:
-        report = await AuditChain(pool, Keyring.load(settings), chain).verify()
-        return report, await verify_audit_signatures(pool, chain=chain)
+        return await verify_audit_signatures(pool, chain=chain)
     finally:
         await pool.close()
 

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from clinflow.audit_archive import AuditArchive, archive_bucket
+from clinflow.audit_archive import (
+    SIGNATURE_ALG,
+    ArchiveSigner,
+    AuditArchive,
+    _parse_segment,
+    archive_bucket,
+    seal_signature,
+)
 from clinflow.audit_chain import AuditChain, AuditEntry
 from clinflow.keyring import Keyring
 from clinflow.object_store import ObjectStore
@@ -66,6 +73,36 @@ async def test_seal_and_verify_two_segments(
     # Nothing new beyond the seal entries: sealing is idempotent in effect.
     assert (await archive.seal()).segments[0].entry_count == 1
     assert (await chain.verify()).ok
+    # Every seal leaves the head, seal entries included, checkpointed.
+    anchored = await archive.verify_chain()
+    assert anchored.ok and anchored.unanchored_entries == 0
+    assert anchored.checkpoint and anchored.checkpoint.checkpoint
+    assert anchored.checkpoint.checkpoint.reason == "seal"
+
+
+async def test_seals_are_ed25519_and_legacy_hmac_seals_still_verify(
+    stack: Settings, app_pool: Any, keyring: Keyring, store: ObjectStore
+) -> None:
+    name = chain_name()
+    await fill(AuditChain(app_pool, keyring, name), 2)
+    archive = AuditArchive(stack, app_pool, keyring, store, name)
+    [seg] = (await archive.seal()).segments
+    signer = ArchiveSigner.from_keyring(keyring)
+    assert seg.signing_key_id == signer.key_id
+    parsed = _parse_segment(await archive._read(seg.object_key, seg.version_id))
+    assert parsed.header["format"] == 2 and parsed.seal["alg"] == SIGNATURE_ALG
+    assert archive._signature_problem(parsed.seal) is None
+    assert "does not verify" in (
+        archive._signature_problem({**parsed.seal, "signature": signer.sign(b"other")}) or ""
+    )
+    # A format-1 seal (HMAC with the audit key, no 'alg') verifies as before.
+    kid, key = keyring.active("audit")
+    digest = parsed.seal["body_sha256"]
+    legacy = {"type": "seal", "body_sha256": digest, "signing_key_id": kid}
+    assert archive._signature_problem({**legacy, "signature": seal_signature(key, digest)}) is None
+    assert "does not verify" in (
+        archive._signature_problem({**legacy, "signature": seal_signature(b"x" * 32, digest)}) or ""
+    )
 
 
 async def test_segments_are_split_by_size(
@@ -167,7 +204,12 @@ async def test_seal_workflow_and_idempotent_schedules(
     stack: Settings, keyring: Keyring, app_pool: Any, temporal_client: Any
 ) -> None:
     from activities.deps import Deps
-    from starters.archive_cli import RETENTION_SCHEDULE_ID, SEAL_SCHEDULE_ID, ensure_schedules
+    from starters.archive_cli import (
+        CHECKPOINT_SCHEDULE_ID,
+        RETENTION_SCHEDULE_ID,
+        SEAL_SCHEDULE_ID,
+        ensure_schedules,
+    )
     from workers.factory import build_worker
     from workers.governance_plan import governance_plan
     from workflows.governance import AuditSealInput, AuditSealWorkflow
@@ -186,18 +228,39 @@ async def test_seal_workflow_and_idempotent_schedules(
                 id=f"test-seal-{name}",
                 task_queue=queue,
             )
+            await fill(AuditChain(app_pool, keyring, name), 1)
+            only = await temporal_client.execute_workflow(
+                AuditSealWorkflow.run,
+                AuditSealInput(chain=name, seal=False, verify=False),
+                id=f"test-checkpoint-{name}",
+                task_queue=queue,
+            )
     finally:
         await deps.close()
     assert result.seal.entries == 3 and result.verified_segments == 1
+    assert result.seal.checkpoint_seq == 4  # the 3 entries and the seal entry
+    assert only.seal.segments == 0 and only.verified_segments is None
+    assert only.seal.checkpoint_written and only.seal.checkpoint_seq == 5
 
     first = await ensure_schedules(temporal_client, settings)
     second = await ensure_schedules(temporal_client, settings)
-    assert set(first) == set(second) == {SEAL_SCHEDULE_ID, RETENTION_SCHEDULE_ID}
+    assert (
+        set(first)
+        == set(second)
+        == {
+            SEAL_SCHEDULE_ID,
+            CHECKPOINT_SCHEDULE_ID,
+            RETENTION_SCHEDULE_ID,
+        }
+    )
     assert set(second.values()) == {"updated"}
     desc = await temporal_client.get_schedule_handle(RETENTION_SCHEDULE_ID).describe()
     # The server stores cron expressions as calendar specs ("17 3 * * *": 03:17 UTC).
     [calendar] = desc.schedule.spec.calendars
     assert (calendar.hour[0].start, calendar.minute[0].start) == (3, 17)
+    checkpoints = await temporal_client.get_schedule_handle(CHECKPOINT_SCHEDULE_ID).describe()
+    [interval] = checkpoints.schedule.spec.intervals
+    assert interval.every.total_seconds() == 60
     for schedule_id in first:  # leave the session's server without running schedules
         await temporal_client.get_schedule_handle(schedule_id).delete()
 

@@ -161,3 +161,45 @@ def test_cli_audit_verify_names_the_row(stack: Settings, keyring: Keyring) -> No
     result = runner.invoke(app, ["audit", "verify", "--chain", chain_name])
     assert result.exit_code == 2
     assert "entry 2" in result.output and "altered" in result.output
+
+
+async def test_a_trusted_head_exposes_a_truncated_tail(
+    admin_pool: asyncpg.Pool, app_pool: asyncpg.Pool, keyring: Keyring
+) -> None:
+    from datetime import UTC, datetime
+
+    from clinflow.audit_chain import TrustedHead
+
+    chain = AuditChain(app_pool, keyring, chain=f"t-{uuid.uuid4()}")
+    records = [await chain.append(_entry(i)) for i in range(1, 6)]
+    witnessed = TrustedHead(
+        seq=5, entry_id=records[-1].entry_id, mac=records[-1].mac, at=datetime.now(UTC)
+    )
+    assert (await chain.verify(witnessed)).ok
+    assert (await chain.verify_since(witnessed.model_copy(update={"seq": 3}))).ok is False
+    since = TrustedHead(seq=3, entry_id=records[2].entry_id, mac=records[2].mac, at=witnessed.at)
+    assert (await chain.verify_since(since)).ok
+    await _bypass(
+        admin_pool,
+        "DELETE FROM audit_log WHERE chain = $1 AND seq > 3;"
+        "UPDATE audit_chain_head h SET seq = l.seq, mac = l.mac FROM audit_log l "
+        "WHERE h.chain = $1 AND l.chain = $1 AND l.seq = 3",
+        chain.chain,
+    )
+    assert (await chain.verify()).ok  # the database alone cannot tell
+    report = await chain.verify(witnessed)
+    brk = report.first_break
+    assert brk is not None and brk.kind == "truncated"
+    assert (brk.last_trusted_seq, brk.last_trusted_entry_id) == (3, records[2].entry_id)
+    assert brk.missing_range == "seq 4..5"
+    assert not (await chain.verify_since(witnessed)).ok
+
+
+async def test_a_removed_head_row_is_a_reset_head(
+    admin_pool: asyncpg.Pool, app_pool: asyncpg.Pool, keyring: Keyring
+) -> None:
+    chain = AuditChain(app_pool, keyring, chain=f"t-{uuid.uuid4()}")
+    await chain.append(_entry(1))
+    await _bypass(admin_pool, "DELETE FROM audit_chain_head WHERE chain = $1", chain.chain)
+    report = await chain.verify()
+    assert report.first_break is not None and report.first_break.kind == "head_missing"

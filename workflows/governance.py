@@ -24,6 +24,7 @@ class AuditSealInput(BaseModel):
     chain: str = DEFAULT_CHAIN
     verify: bool = True
     actor: str = "schedule:audit-seal"
+    seal: bool = True  # False: only sign the head into the archive (checkpoint schedule)
 
 
 class AuditSealResult(BaseModel):
@@ -49,18 +50,22 @@ IO_RETRY = RetryPolicy(
 
 @workflow.defn
 class AuditSealWorkflow:
-    """Seal new audit entries into write-once storage, then verify the whole archive."""
+    """Seal new audit entries into write-once storage, then verify the whole archive.
+
+    With ``seal=False`` it only signs the chain's head into the archive (a checkpoint):
+    the checkpoint schedule runs it every minute, so a truncated tail is detectable.
+    """
 
     @workflow.run
     async def run(self, req: AuditSealInput) -> AuditSealResult:
         seal = await workflow.execute_activity_method(
             GovernanceActivities.seal_audit,
-            SealInput(chain=req.chain, actor=req.actor),
-            start_to_close_timeout=timedelta(minutes=15),
+            SealInput(chain=req.chain, actor=req.actor, checkpoint_only=not req.seal),
+            start_to_close_timeout=timedelta(minutes=15 if req.seal else 2),
             retry_policy=IO_RETRY,
         )
         verified = None
-        if req.verify:
+        if req.verify and req.seal:
             report = await workflow.execute_activity_method(
                 GovernanceActivities.verify_archive,
                 VerifyArchiveInput(chain=req.chain),
